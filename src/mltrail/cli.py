@@ -1,0 +1,151 @@
+"""The ``mltrail`` command: one sub-command per verb; the only place that reads argv.
+
+Paths come in as arguments (``dvc.yaml`` passes them), params from ``--params`` plus ``--set``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import yaml
+
+from mltrail import __version__
+from mltrail.config import MIRROR_ENV, Params, load_params
+from mltrail.errors import MltrailError
+
+log = logging.getLogger("mltrail")
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _params(args: argparse.Namespace) -> Params:
+    return load_params(args.params, args.set)
+
+
+def cmd_prepare_text(args: argparse.Namespace) -> int:
+    from mltrail.stages import prepare_text
+
+    prepare_text.run(_params(args), args.out, args.download_dir, progress=not args.no_progress)
+    return 0
+
+
+def cmd_prepare_cifar10(args: argparse.Namespace) -> int:
+    from mltrail.stages import prepare_cifar10
+
+    prepare_cifar10.run(_params(args), args.out, args.download_dir, progress=not args.no_progress)
+    return 0
+
+
+def cmd_clean_models(args: argparse.Namespace) -> int:
+    from mltrail.stages.clean_models import clean_models
+
+    params = _params(args)
+    removed = clean_models(args.models_dir, args.pipeline, params.clean_models.keep, args.dry_run)
+    verb = "would remove" if args.dry_run else "removed"
+    print(f"{verb} {len(removed)} stale entries under {args.models_dir}")
+    return 0
+
+
+def cmd_params_show(args: argparse.Namespace) -> int:
+    params = _params(args)
+    print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mltrail",
+        description="An end-to-end MLOps pipeline: versioned data, tracked training, serving, "
+        "monitoring.",
+    )
+    parser.add_argument("--version", action="version", version=f"mltrail {__version__}")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
+
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--params",
+        type=Path,
+        default=Path("params.yaml"),
+        help="params file (default: %(default)s)",
+    )
+    common.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one param for this run, e.g. --set text.sample_rows=5000 (repeatable)",
+    )
+
+    data = argparse.ArgumentParser(add_help=False, parents=[common])
+    data.add_argument("--out", type=Path, required=True, help="output folder (replaced atomically)")
+    data.add_argument(
+        "--download-dir",
+        type=Path,
+        default=Path("data/raw"),
+        help="where downloads are kept (default: %(default)s)",
+    )
+    data.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    prepare = verbs.add_parser(
+        "prepare",
+        help="prepare a dataset (stages prepare_data_text, prepare_cifar10)",
+        description=f"Fetch (path, mirror folder from ${MIRROR_ENV}, or URL), verify, clean "
+        "and split a dataset.",
+    )
+    what = prepare.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    what.add_parser(
+        "text",
+        parents=[data],
+        help="labelled text CSV or aclImdb archive -> train/test parquet + profile",
+    ).set_defaults(handler=cmd_prepare_text)
+    what.add_parser(
+        "cifar10",
+        parents=[data],
+        help="CIFAR-10 python archive -> train/test NPZ in [0,1] + profile",
+    ).set_defaults(handler=cmd_prepare_cifar10)
+
+    clean = verbs.add_parser("clean", help="remove stale outputs (stage clean_models)")
+    clean_what = clean.add_subparsers(dest="what", required=True, metavar="WHAT")
+    models = clean_what.add_parser(
+        "models",
+        parents=[common],
+        help="remove model folders that no stage in dvc.yaml produces, and leftovers",
+    )
+    models.add_argument("--models-dir", type=Path, default=Path("models"))
+    models.add_argument("--pipeline", type=Path, default=Path("dvc.yaml"))
+    models.add_argument("--dry-run", action="store_true", help="list, do not remove")
+    models.set_defaults(handler=cmd_clean_models)
+
+    params = verbs.add_parser("params", help="inspect params")
+    params_what = params.add_subparsers(dest="what", required=True, metavar="WHAT")
+    params_what.add_parser(
+        "show", parents=[common], help="print the validated params, overrides applied"
+    ).set_defaults(handler=cmd_params_show)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except MltrailError as exc:
+        print(f"mltrail: error: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mltrail: interrupted; no partial outputs were kept", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

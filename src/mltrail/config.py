@@ -1,0 +1,210 @@
+"""Typed, validated params: params.yaml, one section per stage, plus ``--set`` overrides.
+
+Every key is declared here once, with its type and default. Unknown keys and wrong types are
+errors that name the key (``text.sampel_rows: unknown key``), because a typo that is silently
+ignored trains the wrong model.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from mltrail.errors import ParamsError
+
+MIRROR_ENV = "MLTRAIL_DATA_MIRROR"
+"""Environment variable naming a folder that holds local copies of the datasets."""
+
+Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class MirrorFile(_Section):
+    """A file a mirror folder may hold instead of the official download."""
+
+    file: str = Field(min_length=1)
+    sha256: Sha256
+
+
+class DataSource(_Section):
+    """Where a dataset comes from, tried in this order: ``path``, a mirror folder, ``url``.
+
+    - ``path``: a local file used as is (its sha256 is checked only if ``path_sha256`` is set,
+      and always recorded in the data profile).
+    - mirror folder (``data.mirror`` or ``$MLTRAIL_DATA_MIRROR``): the files listed in
+      ``mirror``, each with its own checksum, then the URL's file name checked against ``sha256``.
+    - ``url``: downloaded once into the stage's download folder and checked against ``sha256``.
+    """
+
+    url: str | None = None
+    sha256: Sha256 | None = None
+    mirror: tuple[MirrorFile, ...] = ()
+    path: str | None = None
+    path_sha256: Sha256 | None = None
+
+    @model_validator(mode="after")
+    def _has_some_origin(self) -> DataSource:
+        if self.url is None and self.path is None and not self.mirror:
+            raise ValueError("a data source needs at least one of url, path or mirror")
+        return self
+
+
+class DataParams(_Section):
+    """Settings shared by the data stages."""
+
+    mirror: str | None = None
+    """Folder with local copies of the datasets; ``$MLTRAIL_DATA_MIRROR`` when unset."""
+    download_timeout_s: float = Field(default=60.0, gt=0)
+
+    def mirror_dir(self) -> Path | None:
+        value = self.mirror or os.environ.get(MIRROR_ENV) or None
+        return Path(value).expanduser() if value else None
+
+
+class TextParams(_Section):
+    """Stage ``prepare_data_text``: a labelled text CSV (or the aclImdb archive) to a split."""
+
+    source: DataSource
+    text_column: str = "text"
+    label_column: str = "label"
+    encoding_errors: Literal["replace", "strict"] = "replace"
+    """Bytes that are not UTF-8: ``replace`` them with U+FFFD (counted in the profile), or fail."""
+    missing_labels: Literal["error", "drop"] = "error"
+    strip_html: bool = True
+    """Replace HTML tags such as ``<br />`` (as in IMDB) by spaces."""
+    drop_duplicates: bool = True
+    """Keep the first of identical texts, so no text sits in both train and test."""
+    min_chars: int = Field(default=1, ge=1)
+    sample_rows: int | None = Field(default=None, gt=0)
+    """Seeded, stratified sample of the cleaned rows; ``null`` uses all of them."""
+    test_fraction: float = Field(default=0.2, gt=0, lt=1)
+    seed: int = 42
+
+
+class Cifar10Params(_Section):
+    """Stage ``prepare_cifar10``: the CIFAR-10 python archive to NPZ arrays in [0, 1]."""
+
+    source: DataSource
+    train_size: int | None = Field(default=None, gt=0)
+    """Seeded, stratified subset of the 50,000 training images; ``null`` keeps all."""
+    test_size: int | None = Field(default=None, gt=0)
+    seed: int = 42
+
+
+class CleanModelsParams(_Section):
+    """Stage ``clean_models``: remove model folders no stage produces, and leftovers."""
+
+    keep: tuple[str, ...] = ()
+    """Extra folders under models/ (relative, e.g. ``text/handmade``) never to remove."""
+
+
+class Params(_Section):
+    """The whole of params.yaml."""
+
+    data: DataParams = DataParams()
+    text: TextParams
+    cifar10: Cifar10Params
+    clean_models: CleanModelsParams = CleanModelsParams()
+
+
+def parse_override(item: str) -> tuple[list[str], Any]:
+    """Split ``a.b.c=value`` into its key path and a YAML-parsed value."""
+    key, sep, raw = item.partition("=")
+    parts = key.strip().split(".")
+    if not sep or not all(parts):
+        raise ParamsError(
+            f"--set {item!r}: expected KEY=VALUE with a dotted key",
+            hint="for example --set text.sample_rows=5000",
+        )
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else None
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"--set {item!r}: the value is not valid YAML ({exc})") from exc
+    return parts, value
+
+
+def apply_overrides(raw: Mapping[str, Any], overrides: Iterable[str]) -> dict[str, Any]:
+    """Return a copy of ``raw`` with each ``KEY=VALUE`` override set (nested dicts created)."""
+    result: dict[str, Any] = _deep_copy(raw)
+    for item in overrides:
+        parts, value = parse_override(item)
+        node = result
+        for depth, part in enumerate(parts[:-1]):
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                where = ".".join(parts[: depth + 1])
+                raise ParamsError(f"--set {item!r}: {where} is a value, not a section")
+            node = child
+        node[parts[-1]] = value
+    return result
+
+
+def _deep_copy(data: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _deep_copy(v) if isinstance(v, Mapping) else v for k, v in data.items()}
+
+
+def _describe(error: Mapping[str, Any], model: type[BaseModel]) -> str:
+    loc = ".".join(str(p) for p in error["loc"])
+    if error["type"] == "extra_forbidden":
+        valid = _valid_keys(model, error["loc"][:-1])
+        return f"{loc}: unknown key" + (f" (valid keys: {', '.join(valid)})" if valid else "")
+    if error["type"] == "missing":
+        return f"{loc}: required key is missing"
+    return f"{loc or '(top level)'}: {error['msg']} (got {error.get('input')!r})"
+
+
+def _valid_keys(model: type[BaseModel], loc: Iterable[Any]) -> list[str]:
+    """The field names of the section at ``loc`` (best effort, for error messages)."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        field = getattr(current, "model_fields", {}).get(part)
+        if field is None:
+            return []
+        current = field.annotation
+        args = getattr(current, "__args__", ())  # Optional[...] / tuple[...]
+        for arg in args:
+            if isinstance(arg, type) and issubclass(arg, BaseModel):
+                current = arg
+    fields = getattr(current, "model_fields", None)
+    return sorted(fields) if fields else []
+
+
+def validate_params(raw: Mapping[str, Any], origin: str = "params") -> Params:
+    try:
+        return Params.model_validate(raw)
+    except ValidationError as exc:
+        lines = [_describe(e, Params) for e in exc.errors()]
+        raise ParamsError(
+            f"{origin} is invalid:\n    " + "\n    ".join(lines),
+            hint="fix params.yaml or the --set override; `mltrail params show` prints the result",
+        ) from None
+
+
+def load_params(path: Path, overrides: Iterable[str] = ()) -> Params:
+    """Read ``path`` (params.yaml), apply ``--set`` overrides, validate."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ParamsError(
+            f"params file {path} does not exist",
+            hint="run from the project root or pass --params PATH",
+        ) from None
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        raise ParamsError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise ParamsError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
+    return validate_params(apply_overrides(raw, overrides), origin=str(path))

@@ -1,0 +1,1 @@
+"""Datasets: where they come from (sources), how they are read (text, cifar10)."""

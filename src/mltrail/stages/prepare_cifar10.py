@@ -1,0 +1,82 @@
+"""Stage ``prepare_cifar10``: the CIFAR-10 python archive -> NPZ arrays in [0, 1].
+
+Outputs (one folder, written atomically): ``train.npz`` and ``test.npz`` (``x``: float32
+N x 3 x 32 x 32 in [0, 1], channels first as PyTorch wants them; ``y``: int64 class index),
+``labels.json`` and ``profile.json`` (per-channel mean/std, brightness, contrast, class
+counts, content hash).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from mltrail.config import Cifar10Params, Params
+from mltrail.data.cifar10 import Cifar10Arrays, read_cifar10_archive, to_unit_float
+from mltrail.data.profile import array_content_hash, image_profile
+from mltrail.data.sources import FetchedFile
+from mltrail.data.split import stratified_subset
+from mltrail.fsio import atomic_dir, write_json
+from mltrail.stages.common import fetch_source, provenance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedCifar10:
+    x_train: NDArray[np.float32]
+    y_train: NDArray[np.int64]
+    x_test: NDArray[np.float32]
+    y_test: NDArray[np.int64]
+    classes: list[str]
+    profile: dict[str, Any]
+
+
+def prepare_cifar10(arrays: Cifar10Arrays, params: Cifar10Params) -> PreparedCifar10:
+    """Subset (seeded, stratified) and scale to [0, 1]; no file access."""
+    names = arrays.classes
+    train = stratified_subset(
+        arrays.y_train, params.train_size, params.seed, "cifar10.train_size", names
+    )
+    test = stratified_subset(
+        arrays.y_test, params.test_size, params.seed, "cifar10.test_size", names
+    )
+    x_train, y_train = to_unit_float(arrays.x_train[train]), arrays.y_train[train]
+    x_test, y_test = to_unit_float(arrays.x_test[test]), arrays.y_test[test]
+    profile = {
+        "task": "cifar10",
+        "classes": names,
+        "rows": {"train": len(y_train), "test": len(y_test)},
+        "train": image_profile(x_train, y_train, names),
+        "test": image_profile(x_test, y_test, names),
+        "content_sha256": array_content_hash(x_train, y_train, x_test, y_test),
+    }
+    return PreparedCifar10(x_train, y_train, x_test, y_test, names, profile)
+
+
+def write_prepared_cifar10(
+    prepared: PreparedCifar10, out_dir: Path, source: FetchedFile, params: Cifar10Params
+) -> None:
+    with atomic_dir(out_dir) as tmp:
+        np.savez(tmp / "train.npz", x=prepared.x_train, y=prepared.y_train)
+        np.savez(tmp / "test.npz", x=prepared.x_test, y=prepared.y_test)
+        write_json(tmp / "labels.json", {"classes": prepared.classes})
+        write_json(tmp / "profile.json", prepared.profile | provenance(source, params))
+
+
+def run(
+    params: Params, out_dir: Path, download_dir: Path, progress: bool = True
+) -> PreparedCifar10:
+    cifar = params.cifar10
+    source = fetch_source(params, cifar.source, download_dir, progress)
+    prepared = prepare_cifar10(read_cifar10_archive(source.path), cifar)
+    write_prepared_cifar10(prepared, out_dir, source, cifar)
+    log.info(
+        "wrote %s: %d train, %d test images", out_dir, len(prepared.y_train), len(prepared.y_test)
+    )
+    return prepared

@@ -1,0 +1,97 @@
+"""Stage ``prepare_data_text``: a labelled text file -> cleaned, sampled, stratified split.
+
+Outputs (one folder, written atomically): ``train.parquet`` and ``test.parquet`` (columns
+``text`` and ``label``, the class index), ``labels.json`` (index -> class name) and
+``profile.json`` (rows, class balance, text lengths, content hash: the drift reference).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mltrail.config import Params, TextParams
+from mltrail.data.profile import text_content_hash, text_profile
+from mltrail.data.sources import FetchedFile
+from mltrail.data.split import stratified_split, stratified_subset
+from mltrail.data.text import (
+    LABEL,
+    TEXT,
+    clean_frame,
+    encode_labels,
+    label_classes,
+    read_labelled_text,
+)
+from mltrail.fsio import atomic_dir, write_json
+from mltrail.stages.common import fetch_source, provenance
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedText:
+    train: pd.DataFrame
+    test: pd.DataFrame
+    classes: list[str]
+    profile: dict[str, Any]
+
+
+def prepare_text(raw: pd.DataFrame, params: TextParams) -> PreparedText:
+    """Clean ``raw`` (columns text, label), sample and split it; no file access."""
+    cleaned, report = clean_frame(
+        raw,
+        strip_html=params.strip_html,
+        min_chars=params.min_chars,
+        drop_duplicates=params.drop_duplicates,
+        missing_labels=params.missing_labels,
+    )
+    classes = label_classes(cleaned[LABEL])
+    y = encode_labels(cleaned[LABEL], classes)
+    keep = stratified_subset(y, params.sample_rows, params.seed, "text.sample_rows", classes)
+    texts, y = cleaned[TEXT].to_numpy()[keep], y[keep]
+    train_idx, test_idx = stratified_split(y, params.test_fraction, params.seed, classes)
+    train = pd.DataFrame({TEXT: texts[train_idx], LABEL: y[train_idx]})
+    test = pd.DataFrame({TEXT: texts[test_idx], LABEL: y[test_idx]})
+    profile = {
+        "task": "text",
+        "cleaning": report.as_dict(),
+        "classes": classes,
+        "rows": {"train": len(train), "test": len(test)},
+        "train": text_profile(train[TEXT].tolist(), train[LABEL].to_numpy(), classes),
+        "test": text_profile(test[TEXT].tolist(), test[LABEL].to_numpy(), classes),
+        "content_sha256": text_content_hash(
+            [*train[TEXT], *test[TEXT]], [*train[LABEL], *test[LABEL]]
+        ),
+    }
+    return PreparedText(train, test, classes, profile)
+
+
+def write_prepared_text(
+    prepared: PreparedText, out_dir: Path, source: FetchedFile, params: TextParams
+) -> None:
+    with atomic_dir(out_dir) as tmp:
+        prepared.train.to_parquet(tmp / "train.parquet", index=False)
+        prepared.test.to_parquet(tmp / "test.parquet", index=False)
+        write_json(tmp / "labels.json", {"classes": prepared.classes})
+        write_json(tmp / "profile.json", prepared.profile | provenance(source, params))
+
+
+def run(params: Params, out_dir: Path, download_dir: Path, progress: bool = True) -> PreparedText:
+    text = params.text
+    source = fetch_source(params, text.source, download_dir, progress)
+    raw = read_labelled_text(source.path, text.text_column, text.label_column, text.encoding_errors)
+    prepared = prepare_text(raw, text)
+    write_prepared_text(prepared, out_dir, source, text)
+    rows = prepared.profile["rows"]
+    log.info(
+        "wrote %s: %d train, %d test rows, %d classes",
+        out_dir,
+        rows["train"],
+        rows["test"],
+        len(prepared.classes),
+    )
+    return prepared
