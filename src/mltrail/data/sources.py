@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
@@ -138,7 +139,10 @@ def _download(
                     hint="retry; if the publisher changed the file, update source.sha256",
                 )
     except OSError as exc:  # URLError, timeouts and refused connections are all OSErrors
-        reason = getattr(exc, "reason", exc)
+        if isinstance(exc, urllib.error.HTTPError):
+            reason: object = f"HTTP {exc.code} {exc.reason}"
+        else:
+            reason = getattr(exc, "reason", exc)
         names = ", ".join(sorted(candidates)) or url_filename(url)
         raise DataError(
             f"could not download {url}: {reason}",

@@ -1,0 +1,51 @@
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from mltrail.cli import main
+from tests.conftest import PARAMS
+
+VERBS = [
+    ["prepare", "text"],
+    ["prepare", "cifar10"],
+    ["clean", "models"],
+    ["params", "show"],
+]
+
+
+@pytest.mark.parametrize("verb", VERBS, ids=lambda v: " ".join(v))
+def test_every_sub_command_has_help(verb: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main([*verb, "--help"])
+    assert info.value.code == 0
+    assert "--params" in capsys.readouterr().out
+
+
+def test_params_show_applies_overrides(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["params", "show", "--params", str(PARAMS), "--set", "text.sample_rows=123"]) == 0
+    shown = yaml.safe_load(capsys.readouterr().out)
+    assert shown["text"]["sample_rows"] == 123
+    assert shown["cifar10"]["seed"] == 42
+
+
+def test_console_script_runs_as_a_module() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "mltrail", "--version"], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.startswith("mltrail ")
+
+
+def test_light_import_does_not_pull_heavy_libraries() -> None:
+    code = (
+        "import sys, mltrail.cli; "
+        "heavy = [m for m in ('pandas', 'sklearn', 'torch', 'mlflow', 'wandb', 'dvc') "
+        "if m in sys.modules]; print(heavy)"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    )
+    assert result.stdout.strip() == "[]"

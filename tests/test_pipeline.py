@@ -1,0 +1,85 @@
+"""The DVC pipeline end to end, on the real data with small sizes, in a copy of the repository."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mltrail.config import MIRROR_ENV
+from tests.conftest import REPO, shared_datasets
+
+pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
+
+
+def _run(args: list[str], cwd: Path) -> str:
+    env = os.environ | {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        MIRROR_ENV: str(shared_datasets()),
+        "DVC_NO_ANALYTICS": "1",
+    }
+    result = subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True)
+    assert result.returncode == 0, f"{args} failed:\n{result.stdout}\n{result.stderr}"
+    return result.stdout + result.stderr
+
+
+def _set_params(project: Path, **sections: dict[str, object]) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A fresh git repository holding the files this repository tracks."""
+    root = tmp_path_factory.mktemp("project")
+    files = (
+        subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
+        .stdout.decode()
+        .split("\0")
+    )
+    for rel in filter(None, files):
+        if (REPO / rel).is_file():
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(REPO / rel, root / rel)
+    (root / "dvc.lock").unlink(missing_ok=True)
+    _set_params(root, text={"sample_rows": 2000}, cifar10={"train_size": 2000, "test_size": 500})
+    _run(["git", "init", "-q"], root)
+    return root
+
+
+def test_repro_runs_every_data_stage_then_is_a_no_op(project: Path) -> None:
+    out = _run(["dvc", "repro"], project)
+    for stage in ("prepare_data_text", "prepare_cifar10", "clean_models"):
+        assert f"Running stage '{stage}'" in out
+    assert (project / "data/prepared/text/train.parquet").is_file()
+    assert (project / "data/prepared/cifar10/train.npz").is_file()
+    again = _run(["dvc", "repro"], project)
+    assert "Running stage" not in again
+    assert "Data and pipelines are up to date" in again
+
+
+def test_text_param_change_reruns_only_the_text_stage(project: Path) -> None:
+    _set_params(project, text={"seed": 7})
+    out = _run(["dvc", "repro"], project)
+    assert "Running stage 'prepare_data_text'" in out
+    assert "Running stage 'prepare_cifar10'" not in out
+    assert "Running stage 'clean_models'" not in out
+
+
+def test_push_and_pull_through_the_local_remote(project: Path) -> None:
+    profile = (project / "data/prepared/text/profile.json").read_bytes()
+    _run(["dvc", "push"], project)
+    assert any((project / "dvc-remote").rglob("*"))
+    shutil.rmtree(project / "data/prepared")
+    shutil.rmtree(project / ".dvc/cache")
+    _run(["dvc", "pull"], project)
+    assert (project / "data/prepared/text/profile.json").read_bytes() == profile
+    assert (project / "data/prepared/cifar10/test.npz").is_file()
