@@ -37,3 +37,42 @@ def make_params(no_mirror: None) -> Callable[..., Params]:
         return load_params(PARAMS, overrides)
 
     return make
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Run in a fresh folder: MLflow's SQLite store, W&B's files and journals land there."""
+    monkeypatch.chdir(tmp_path)
+    for var in ("WANDB_DATA_DIR", "WANDB_CACHE_DIR", "WANDB_ARTIFACT_DIR", "WANDB_CONFIG_DIR"):
+        monkeypatch.setenv(var, str(tmp_path / "wandb" / var.lower()))
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    return tmp_path
+
+
+@pytest.fixture
+def text_data(tmp_path: Path, make_params: Callable[..., Params]) -> Path:
+    """A small prepared text dataset (the output of prepare_data_text)."""
+    from mltrail.stages import prepare_text
+    from tests.builders import text_rows, write_csv
+
+    csv = write_csv(tmp_path / "reviews.csv", text_rows(60))
+    out = tmp_path / "prepared_text"
+    prepare_text.run(make_params(f"text.source.path={csv}"), out, tmp_path, progress=False)
+    return out
+
+
+@pytest.fixture
+def cifar_data(tmp_path: Path, make_params: Callable[..., Params]) -> Path:
+    """A small prepared CIFAR-10 dataset (the output of prepare_cifar10)."""
+    from mltrail.data.cifar10 import read_cifar10_archive
+    from mltrail.data.sources import FetchedFile
+    from mltrail.stages import prepare_cifar10
+    from tests.builders import write_cifar_archive
+
+    archive = write_cifar_archive(tmp_path / "c.tar.gz", per_class_per_batch=4, test_per_class=4)
+    params = make_params()
+    prepared = prepare_cifar10.prepare_cifar10(read_cifar10_archive(archive), params.cifar10)
+    out = tmp_path / "prepared_cifar10"
+    source = FetchedFile(archive, "0" * 64, "path", verified=False)
+    prepare_cifar10.write_prepared_cifar10(prepared, out, source, params.cifar10)
+    return out

@@ -40,6 +40,50 @@ def cmd_prepare_cifar10(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_text(args: argparse.Namespace) -> int:
+    from mltrail.stages import train_text
+
+    params = _params(args)
+    manifest = train_text.run(params, args.tracker or "none", args.data, args.out)
+    _print_metrics(manifest)
+    return 0
+
+
+def cmd_train_cifar10(args: argparse.Namespace) -> int:
+    from mltrail.stages import train_cifar10
+
+    params = _params(args)
+    tracker = args.tracker or "none"
+    manifest = train_cifar10.run(params, tracker, args.data, args.out, not args.no_progress)
+    _print_metrics(manifest)
+    return 0
+
+
+def _print_metrics(manifest: dict[str, object]) -> None:
+    metrics = manifest["metrics"]
+    assert isinstance(metrics, dict)
+    print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from mltrail.lineage import describe
+
+    print(describe(args.model_dir))
+    return 0
+
+
+def cmd_tracking_sync(args: argparse.Namespace) -> int:
+    from mltrail.tracking.export import sync
+
+    journal_dir = Path(_params(args).tracking.journal_dir)
+    results = sync(journal_dir) if journal_dir.is_dir() else {}
+    for run_id, states in results.items():
+        print(f"{run_id}: " + ", ".join(f"{b} {s}" for b, s in states.items()))
+    pending = [r for r, s in results.items() if "pending" in s.values()]
+    print(f"{len(results)} run(s) to export, {len(pending)} still pending")
+    return 1 if pending else 0
+
+
 def cmd_clean_models(args: argparse.Namespace) -> int:
     from mltrail.stages.clean_models import clean_models
 
@@ -108,6 +152,38 @@ def build_parser() -> argparse.ArgumentParser:
         parents=[data],
         help="CIFAR-10 python archive -> train/test NPZ in [0,1] + profile",
     ).set_defaults(handler=cmd_prepare_cifar10)
+
+    train = verbs.add_parser(
+        "train",
+        help="train a model (stages train_text_*, train_cifar10_*)",
+        description="Train under any tracker: none, mlflow, wandb, several (mlflow,wandb) or "
+        "an MLflow tracking URI. Tracking never blocks training: runs are journalled and "
+        "exported in the background.",
+    )
+    task = train.add_subparsers(dest="task", required=True, metavar="TASK")
+    trainer = argparse.ArgumentParser(add_help=False, parents=[common])
+    trainer.add_argument("--data", type=Path, required=True, help="prepared data folder")
+    trainer.add_argument("--out", type=Path, required=True, help="model folder (atomic)")
+    trainer.add_argument(
+        "--tracker", default=None, help="none (default), mlflow, wandb, mlflow,wandb, or a URI"
+    )
+    trainer.add_argument("--no-progress", action="store_true", help="no progress bars")
+    task.add_parser("text", parents=[trainer], help="TF-IDF + logistic regression").set_defaults(
+        handler=cmd_train_text
+    )
+    task.add_parser("cifar10", parents=[trainer], help="a CNN on CIFAR-10").set_defaults(
+        handler=cmd_train_cifar10
+    )
+
+    lineage = verbs.add_parser("lineage", help="print a model's trail: commit to tracker runs")
+    lineage.add_argument("model_dir", type=Path)
+    lineage.set_defaults(handler=cmd_lineage)
+
+    tracking = verbs.add_parser("tracking", help="tracking journal tools")
+    tracking_what = tracking.add_subparsers(dest="what", required=True, metavar="WHAT")
+    tracking_what.add_parser(
+        "sync", parents=[common], help="export runs whose export did not finish (backend down)"
+    ).set_defaults(handler=cmd_tracking_sync)
 
     clean = verbs.add_parser("clean", help="remove stale outputs (stage clean_models)")
     clean_what = clean.add_subparsers(dest="what", required=True, metavar="WHAT")

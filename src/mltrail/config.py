@@ -99,6 +99,53 @@ class Cifar10Params(_Section):
     seed: int = 42
 
 
+class TrainTextParams(_Section):
+    """Stages ``train_text_*``: TF-IDF + logistic regression, one scikit-learn pipeline."""
+
+    max_features: int | None = Field(default=None, gt=0)
+    ngram_max: int = Field(default=1, ge=1, le=3)
+    """TF-IDF n-grams from 1 to ``ngram_max`` words."""
+    min_df: int = Field(default=1, ge=1)
+    sublinear_tf: bool = False
+    C: float = Field(default=1.0, gt=0)
+    max_iter: int = Field(default=1000, gt=0)
+    seed: int = 42
+
+
+class TrainCifar10Params(_Section):
+    """Stages ``train_cifar10_*``: a CNN in PyTorch (see ``mltrail.models.cnn``)."""
+
+    recipe: Literal["fast", "paper"] = "fast"
+    """``fast``: mltrail's recipe; ``paper``: the paper's CNN, Adam 1e-3, batch 32."""
+    epochs: int = Field(default=4, gt=0)
+    batch_size: int | None = Field(default=None, gt=0)
+    """``null``: the recipe's."""
+    lr: float | None = Field(default=None, gt=0)
+    """``null``: the recipe's."""
+    seed: int = 42
+    device: str = "auto"
+    """``auto`` (a GPU when present), ``cpu``, ``cuda``, ``cuda:1``..."""
+
+
+class TrackingParams(_Section):
+    """Where runs are tracked; not a stage's param (changing it does not retrain)."""
+
+    experiment: str = "mltrail"
+    mlflow_uri: str = "sqlite:///mlflow.db"
+    """Any MLflow tracking URI: a local SQLite file (default) or a server ``http://host:5000``."""
+    wandb_project: str = "mltrail"
+    wandb_mode: Literal["offline", "online"] = "offline"
+    wandb_dir: str = "."
+    """W&B writes its run files under ``<wandb_dir>/wandb/``."""
+    journal_dir: str = ".mltrail/runs"
+    """Every tracked run is journalled here first, then exported (see mltrail.tracking)."""
+    retry_for_s: float = Field(default=20.0, ge=0)
+    """How long the background exporter retries a backend that is down before leaving the
+    run for ``mltrail tracking sync``."""
+    wait: bool = False
+    """Wait for the export to finish before the training command exits."""
+
+
 class CleanModelsParams(_Section):
     """Stage ``clean_models``: remove model folders no stage produces, and leftovers."""
 
@@ -112,6 +159,9 @@ class Params(_Section):
     data: DataParams = DataParams()
     text: TextParams
     cifar10: Cifar10Params
+    train_text: TrainTextParams = TrainTextParams()
+    train_cifar10: TrainCifar10Params = TrainCifar10Params()
+    tracking: TrackingParams = TrackingParams()
     clean_models: CleanModelsParams = CleanModelsParams()
 
 

@@ -1,0 +1,1 @@
+"""Models: the text pipeline (scikit-learn) and the CIFAR-10 CNNs (PyTorch)."""

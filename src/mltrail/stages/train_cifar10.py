@@ -1,0 +1,105 @@
+"""Stages ``train_cifar10_{baseline,mlflow,wandb}``: a CNN in PyTorch on prepared CIFAR-10.
+
+Outputs: ``model.pt`` (a state dict: loads with ``weights_only=True``), ``metrics.json``
+(accuracy, test loss, train and predict time: the paper's Tables 5-6), ``history.csv`` and
+``curves.png`` (per epoch), ``per_class.json``, ``confusion_matrix.png``, ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import importlib.metadata
+import json
+from dataclasses import asdict, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mltrail.config import Params, TrainCifar10Params
+from mltrail.fsio import write_json
+from mltrail.models.cnn import RECIPES, Recipe
+from mltrail.models.metrics import (
+    classification_scores,
+    per_class_report,
+    plot_confusion,
+    plot_curves,
+)
+from mltrail.stages.train import Fitted, run_training
+from mltrail.tracking.run import TrackedRun
+
+MODEL_FILE = "model.pt"
+
+
+def resolve_recipe(params: TrainCifar10Params) -> Recipe:
+    recipe = RECIPES[params.recipe]
+    if params.batch_size is not None:
+        recipe = replace(recipe, batch_size=params.batch_size)
+    if params.lr is not None:
+        recipe = replace(recipe, lr=params.lr)
+    return recipe
+
+
+def run(
+    params: Params, tracker: str, data_dir: Path, out_dir: Path, progress: bool = True
+) -> dict[str, Any]:
+    from mltrail.models.cnn_io import save_cnn
+    from mltrail.models.cnn_train import train_cnn
+
+    section = params.train_cifar10
+    recipe = resolve_recipe(section)
+
+    def fit(run: TrackedRun, out: Path) -> Fitted:
+        with np.load(data_dir / "train.npz") as train, np.load(data_dir / "test.npz") as test:
+            x_train, y_train, x_test, y_test = train["x"], train["y"], test["x"], test["y"]
+        classes = json.loads((data_dir / "labels.json").read_text())["classes"]
+        result = train_cnn(
+            x_train, y_train, x_test, y_test, recipe, section.epochs, section.seed,
+            device=section.device,
+            on_epoch=lambda r: run.log_metrics(r.metrics(), step=r.epoch),
+            progress=progress,
+        )  # fmt: skip
+        save_cnn(result.model, out / MODEL_FILE)
+        history = [asdict(r) for r in result.history]
+        with (out / "history.csv").open("w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(history[0]))
+            writer.writeheader()
+            writer.writerows(history)
+        plot_curves(out / "curves.png", history, f"CIFAR-10, {section.recipe} recipe")
+        predicted = result.predictions
+        write_json(out / "per_class.json", per_class_report(y_test, predicted, classes))
+        plot_confusion(
+            out / "confusion_matrix.png", y_test, predicted, classes, "CIFAR-10: confusion"
+        )
+        metrics = {
+            "accuracy": result.accuracy,
+            "test_loss": result.test_loss,
+            "f1_macro": classification_scores(y_test, predicted)["f1_macro"],
+            "train_time_s": result.train_time_s,
+            "predict_time_s": result.predict_time_s,
+            "epochs": float(section.epochs),
+        }
+        return Fitted(
+            model_file=MODEL_FILE,
+            flavor="pytorch",
+            metrics=metrics,
+            artifacts=["history.csv", "curves.png", "per_class.json", "confusion_matrix.png"],
+            model_info={
+                "architecture": recipe.architecture,
+                "recipe": asdict(recipe),
+                "classes": classes,
+                "input": "float32 N x 3 x 32 x 32 in [0, 1]",
+                "pip_requirements": [f"torch=={importlib.metadata.version('torch')}"],
+            },
+            timings={"train_s": result.train_time_s, "predict_s": result.predict_time_s},
+        )
+
+    return run_training(
+        task="cifar10",
+        tracker=tracker,
+        params=params,
+        section=section,
+        data_dir=data_dir,
+        out_dir=out_dir,
+        fit=fit,
+    )

@@ -1,0 +1,78 @@
+"""Stages ``train_text_{baseline,mlflow,wandb}``: TF-IDF + logistic regression.
+
+Outputs: ``model.skops``, ``metrics.json`` (accuracy, F1 macro and weighted, train and predict
+time: the paper's Tables 2-3), ``per_class.json``, ``confusion_matrix.png``,
+``predictions.csv`` (for ``dvc plots``) and ``manifest.json``.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mltrail.config import Params
+from mltrail.fsio import write_json
+from mltrail.models.metrics import (
+    classification_scores,
+    per_class_report,
+    plot_confusion,
+    write_predictions_csv,
+)
+from mltrail.models.text import build_text_pipeline, save_text_model
+from mltrail.stages.train import Fitted, run_training
+from mltrail.tracking.run import TrackedRun
+
+MODEL_FILE = "model.skops"
+
+
+def run(params: Params, tracker: str, data_dir: Path, out_dir: Path) -> dict[str, Any]:
+    def fit(run: TrackedRun, out: Path) -> Fitted:
+        train = pd.read_parquet(data_dir / "train.parquet")
+        test = pd.read_parquet(data_dir / "test.parquet")
+        classes = json.loads((data_dir / "labels.json").read_text())["classes"]
+        model = build_text_pipeline(params.train_text)
+        start = time.perf_counter()
+        model.fit(train["text"], train["label"])
+        train_time = time.perf_counter() - start
+        start = time.perf_counter()
+        predicted = model.predict(test["text"])
+        predict_time = time.perf_counter() - start
+        y = test["label"].to_numpy()
+        metrics = classification_scores(y, predicted) | {
+            "train_time_s": train_time,
+            "predict_time_s": predict_time,
+        }
+        save_text_model(model, out / MODEL_FILE)
+        write_json(out / "per_class.json", per_class_report(y, predicted, classes))
+        write_predictions_csv(out / "predictions.csv", y, predicted, classes)
+        plot_confusion(out / "confusion_matrix.png", y, predicted, classes, "text: confusion")
+        return Fitted(
+            model_file=MODEL_FILE,
+            flavor="sklearn",
+            metrics=metrics,
+            artifacts=["per_class.json", "confusion_matrix.png"],
+            model_info={
+                "classes": classes,
+                "pip_requirements": _requirements("scikit-learn", "skops", "numpy", "scipy"),
+            },
+            timings={"train_s": train_time, "predict_s": predict_time},
+        )
+
+    return run_training(
+        task="text",
+        tracker=tracker,
+        params=params,
+        section=params.train_text,
+        data_dir=data_dir,
+        out_dir=out_dir,
+        fit=fit,
+    )
+
+
+def _requirements(*names: str) -> list[str]:
+    return [f"{n}=={importlib.metadata.version(n)}" for n in names]

@@ -1,0 +1,239 @@
+"""The exporter: replays run journals into the tracking backends, retrying what fails.
+
+Runs as ``python -m mltrail.tracking.export RUN_DIR`` (started by every tracked run, detached
+and at low priority) and as ``mltrail tracking sync`` (by hand, or from cron). Each backend is
+exported on its own: one being down does not hold the others back. A backend that fails is
+retried from the start of the journal (a partial MLflow run is replaced, see
+``MlflowTracker.start``) until ``tracking.retry_for_s`` has passed; then its state says
+``pending`` with the error, and the next tracked run or ``mltrail tracking sync`` tries again.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from mltrail.config import TrackingParams
+from mltrail.tracking.base import ModelRef, RunStart, Status, Tracker
+from mltrail.tracking.journal import (
+    JournalReader,
+    all_records,
+    read_state,
+    write_state,
+    writer_alive,
+)
+from mltrail.tracking.registry import BackendSpec
+
+log = logging.getLogger("mltrail.export")
+POLL_S = 0.05
+
+
+@contextmanager
+def run_lock(run_dir: Path) -> Iterator[bool]:
+    """Hold the run's export lock if no other exporter does; yield whether we got it."""
+    with (run_dir / "export.lock").open("w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class _Replay:
+    """One backend's export of one run: applies journal records in order."""
+
+    def __init__(self, spec: BackendSpec, settings: TrackingParams) -> None:
+        self.spec = spec
+        self.settings = settings
+        self.tracker: Tracker | None = None
+        self.error: str | None = None
+        self.ref: dict[str, str] | None = None
+
+    def apply(self, record: dict[str, Any]) -> None:
+        if self.error is not None or self.ref is not None:
+            return
+        try:
+            self._apply(record)
+        except Exception as exc:  # a backend's failure must not stop the others
+            self.error = f"{type(exc).__name__}: {exc}"
+            log.warning("%s: %s", self.spec.name, self.error)
+            log.debug("%s", traceback.format_exc())
+            if self.tracker is not None:
+                self.tracker.abort()
+
+    def _apply(self, record: dict[str, Any]) -> None:
+        op = record["op"]
+        if op == "start":
+            self.tracker = self.spec.build(self.settings)
+            self.tracker.start(
+                RunStart(
+                    run_id=record["run_id"],
+                    run_name=record["run_name"],
+                    experiment=record["experiment"],
+                    start_time=record["time"],
+                    tags=record.get("tags", {}),
+                )
+            )
+            return
+        tracker = self.tracker
+        if tracker is None:
+            raise RuntimeError("the journal does not begin with a start record")
+        if op == "params":
+            tracker.log_params(record["values"])
+        elif op == "metrics":
+            tracker.log_metrics(record["values"], record.get("step"), record["time"])
+        elif op == "tags":
+            tracker.set_tags(record["values"])
+        elif op == "artifact":
+            tracker.log_artifact(Path(record["path"]))
+        elif op == "model":
+            tracker.log_model(
+                ModelRef(
+                    path=Path(record["path"]),
+                    flavor=record["flavor"],
+                    file=record["file"],
+                    sha256=record["sha256"],
+                    info=record.get("info", {}),
+                )
+            )
+        elif op == "end":
+            self.ref = tracker.finish(record["status"], record["time"])
+        else:
+            raise ValueError(f"unknown journal record {op!r}")
+
+
+def _settings(start: dict[str, Any]) -> TrackingParams:
+    return TrackingParams.model_validate(start["settings"])
+
+
+def _end_record(records: list[dict[str, Any]], start: dict[str, Any]) -> dict[str, Any] | None:
+    """The journal's end record; a synthetic ``failed`` one if its writer died without one."""
+    for record in records:
+        if record["op"] == "end":
+            return record
+    if writer_alive(start):
+        return None
+    status: Status = "failed"
+    last = records[-1]["time"] if records else start["time"]
+    return {"op": "end", "status": status, "time": last, "synthetic": "the training process died"}
+
+
+def export_run(run_dir: Path, follow: bool = False) -> dict[str, str]:
+    """Export ``run_dir`` to each backend not yet done; return backend -> done/pending/busy.
+
+    ``follow``: the journal may still grow; replay records as they arrive until it ends.
+    """
+    with run_lock(run_dir) as locked:
+        if not locked:
+            return {"*": "busy"}
+        return _export_locked(run_dir, follow)
+
+
+def _export_locked(run_dir: Path, follow: bool) -> dict[str, str]:
+    reader = JournalReader(run_dir)
+    records: list[dict[str, Any]] = []
+    replays: list[_Replay] = []
+    end: dict[str, Any] | None = None
+    while end is None:
+        fresh = list(reader.new_records())
+        if fresh and not records:
+            start = fresh[0]
+            settings = _settings(start)
+            specs = [BackendSpec(**b) for b in start["backends"]]
+            todo = [s for s in specs if (read_state(run_dir, s.name) or {}).get("status") != "done"]
+            replays = [_Replay(s, settings) for s in todo]
+        records.extend(fresh)
+        for record in fresh:
+            if record["op"] != "end":
+                for replay in replays:
+                    replay.apply(record)
+        if records:
+            end = _end_record(records, records[0])
+        if end is None:
+            if not follow:
+                return {}  # still being written by a live process: its own exporter handles it
+            time.sleep(POLL_S)
+    for replay in replays:
+        replay.apply(end)
+    settings = _settings(records[0])
+    deadline = time.monotonic() + (settings.retry_for_s if follow else 0.0)
+    delay = 1.0
+    result: dict[str, str] = {}
+    for replay in replays:
+        attempts = 1
+        while replay.ref is None and time.monotonic() < deadline:
+            time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+            delay = min(delay * 2, 10.0)
+            replay = _Replay(replay.spec, settings)
+            for record in [*records, end]:
+                replay.apply(record)
+            attempts += 1
+        if replay.ref is not None:
+            write_state(
+                run_dir,
+                replay.spec.name,
+                {"status": "done", **replay.ref, "exported_at": time.time()},
+            )
+            result[replay.spec.name] = "done"
+        else:
+            write_state(
+                run_dir,
+                replay.spec.name,
+                {
+                    "status": "pending",
+                    "error": replay.error,
+                    "attempts": attempts,
+                    "at": time.time(),
+                },
+            )
+            result[replay.spec.name] = "pending"
+    return result
+
+
+def pending_runs(journal_dir: Path) -> list[Path]:
+    """Run folders with a backend whose export is not done."""
+    found = []
+    for run_dir in sorted(p for p in journal_dir.glob("*") if (p / "journal.jsonl").is_file()):
+        records = all_records(run_dir)
+        if not records or records[0]["op"] != "start":
+            continue
+        names = [b["name"] for b in records[0]["backends"]]
+        if any((read_state(run_dir, n) or {}).get("status") != "done" for n in names):
+            found.append(run_dir)
+    return found
+
+
+def sync(journal_dir: Path) -> dict[str, dict[str, str]]:
+    """Export every pending run under ``journal_dir`` (skipping runs still being written)."""
+    return {run_dir.name: export_run(run_dir) for run_dir in pending_runs(journal_dir)}
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    os.nice(10)  # training comes first on a shared CPU
+    # Fail fast on a server that is down: this loop retries on its own schedule.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    run_dir = Path(argv[0])
+    result = export_run(run_dir, follow=True)
+    log.info("export of %s: %s", run_dir.name, result)
+    # Runs an earlier exporter could not finish (a backend was down, a process was killed).
+    for name, other in sync(run_dir.parent).items():
+        log.info("sync of %s: %s", name, other)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,168 @@
+"""The journal and the background exporter, against the real MLflow store and W&B client."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+from mlflow.tracking import MlflowClient
+
+from mltrail.config import TrackingParams
+from mltrail.errors import ParamsError
+from mltrail.tracking.export import export_run, pending_runs, sync
+from mltrail.tracking.journal import JournalWriter, all_records, read_state
+from mltrail.tracking.registry import parse
+from mltrail.tracking.run import open_run, wait_for_export
+
+
+def _settings(workdir: Path, **kw: object) -> TrackingParams:
+    values = {
+        "mlflow_uri": f"sqlite:///{workdir / 'mlflow.db'}",
+        "wandb_dir": str(workdir),
+        "journal_dir": str(workdir / "journal"),
+        "retry_for_s": 0.0,
+    } | kw
+    return TrackingParams.model_validate(values)
+
+
+def _mlflow_run(workdir: Path, run_id: str):  # type: ignore[no-untyped-def]
+    client = MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}")
+    runs = client.search_runs(
+        [e.experiment_id for e in client.search_experiments()],
+        filter_string=f"tags.`mltrail.run_id` = '{run_id}'",
+    )
+    assert len(runs) == 1, runs
+    return runs[0]
+
+
+def test_registry_names_uris_and_errors(workdir: Path) -> None:
+    settings = _settings(workdir)
+    assert parse("none", settings) == []
+    assert [(b.name, b.target) for b in parse("mlflow,wandb", settings)] == [
+        ("mlflow", settings.mlflow_uri),
+        ("wandb", "mltrail"),
+    ]
+    assert parse("http://127.0.0.1:5000", settings)[0].target == "http://127.0.0.1:5000"
+    assert parse("wandb://team-x", settings)[0].target == "team-x"
+    with pytest.raises(ParamsError) as info:
+        parse("mlfow", settings)
+    assert "unknown tracker 'mlfow'" in str(info.value)
+    assert "none, mlflow, wandb" in str(info.value)
+    with pytest.raises(ParamsError, match="twice"):
+        parse("mlflow,sqlite:///x.db", settings)
+
+
+def test_none_tracker_journals_nothing(workdir: Path) -> None:
+    with open_run("none", _settings(workdir), "baseline") as run:
+        run.log_metrics({"accuracy": 1.0})
+    assert run.status == "finished" and run.run_dir is None
+    assert not (workdir / "journal").exists()
+
+
+def test_run_is_exported_in_the_background_with_training_times(workdir: Path) -> None:
+    settings = _settings(workdir)
+    with open_run("mlflow,wandb", settings, "bg", tags={"task": "text"}) as run:
+        run.log_params({"C": 2.0})
+        run.log_metrics({"loss": 0.5}, step=1)
+        run.log_metrics({"accuracy": 0.9})
+    assert run.run_dir is not None
+    states = wait_for_export(run.run_dir, ["mlflow", "wandb"])
+    assert {s["status"] for s in states.values()} == {"done"}
+    start, end = all_records(run.run_dir)[0], all_records(run.run_dir)[-1]
+    found = _mlflow_run(workdir, run.run_id)
+    assert found.info.status == "FINISHED"
+    assert found.info.start_time == int(start["time"] * 1000)  # when training started
+    assert found.info.end_time == int(end["time"] * 1000)
+    assert found.data.params == {"C": "2.0"} and found.data.metrics["accuracy"] == 0.9
+    assert Path(states["wandb"]["run_dir"]).is_dir()
+    assert "export of" in (run.run_dir / "export.log").read_text()
+
+
+@pytest.mark.parametrize(("error", "status", "mlflow_status"), [
+    (RuntimeError("diverged"), "failed", "FAILED"),
+    (KeyboardInterrupt(), "killed", "KILLED"),
+])  # fmt: skip
+def test_an_exception_ends_the_run_with_its_status(
+    workdir: Path, error: BaseException, status: str, mlflow_status: str
+) -> None:
+    settings = _settings(workdir, wait=True)
+    with pytest.raises(type(error)), open_run("mlflow", settings, "boom") as run:
+        run.log_metrics({"loss": 1.0}, step=1)
+        raise error
+    assert run.status == status
+    assert run.run_dir is not None
+    assert all_records(run.run_dir)[-1]["status"] == status
+    assert _mlflow_run(workdir, run.run_id).info.status == mlflow_status
+
+
+def test_a_run_whose_process_died_is_exported_as_failed(workdir: Path) -> None:
+    """A journal with no end, written by a process that no longer exists."""
+    settings = _settings(workdir)
+    run_dir = workdir / "journal" / ("d" * 32)
+    journal = JournalWriter(run_dir)
+    dead_pid = _dead_pid()
+    journal.append("start", run_id="d" * 32, run_name="crashed", experiment="mltrail", tags={},
+                   pid=dead_pid, host=os.uname().nodename,
+                   backends=[{"name": "mlflow", "target": settings.mlflow_uri}],
+                   settings=settings.model_dump(mode="json"))  # fmt: skip
+    journal.append("metrics", values={"loss": 0.7}, step=1)
+    journal.close()
+    assert pending_runs(workdir / "journal") == [run_dir]
+    assert sync(workdir / "journal") == {"d" * 32: {"mlflow": "done"}}
+    found = _mlflow_run(workdir, "d" * 32)
+    assert found.info.status == "FAILED" and found.data.metrics["loss"] == 0.7
+    assert pending_runs(workdir / "journal") == []
+
+
+def test_a_run_still_being_written_is_left_to_its_own_exporter(workdir: Path) -> None:
+    settings = _settings(workdir)
+    run_dir = workdir / "journal" / ("e" * 32)
+    journal = JournalWriter(run_dir)
+    journal.append("start", run_id="e" * 32, run_name="live", experiment="mltrail", tags={},
+                   pid=os.getpid(), host=os.uname().nodename,
+                   backends=[{"name": "mlflow", "target": settings.mlflow_uri}],
+                   settings=settings.model_dump(mode="json"))  # fmt: skip
+    assert export_run(run_dir) == {}
+    assert read_state(run_dir, "mlflow") is None
+    journal.close()
+
+
+def test_a_backend_that_is_down_leaves_the_run_pending_then_sync_exports_it(
+    workdir: Path,
+) -> None:
+    down = "http://127.0.0.1:9/"  # discard port: nothing listens
+    settings = _settings(workdir, wait=True)
+    with open_run(f"{down},wandb", settings, "down") as run:
+        run.log_metrics({"accuracy": 0.8})
+    assert run.run_dir is not None
+    assert read_state(run.run_dir, "mlflow")["status"] == "pending"  # type: ignore[index]
+    assert read_state(run.run_dir, "wandb")["status"] == "done"  # type: ignore[index]
+    # The server "comes back": point the journal at a store that works (same as a restart).
+    start = json.loads((run.run_dir / "journal.jsonl").read_text().splitlines()[0])
+    start["backends"][0]["target"] = settings.mlflow_uri
+    lines = (run.run_dir / "journal.jsonl").read_text().splitlines()
+    lines[0] = json.dumps(start)
+    (run.run_dir / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    assert sync(workdir / "journal") == {run.run_id: {"mlflow": "done"}}
+    assert _mlflow_run(workdir, run.run_id).data.metrics["accuracy"] == 0.8
+
+
+def _dead_pid() -> int:
+    import subprocess
+
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_exporter_waits_for_the_journal_to_end(workdir: Path) -> None:
+    settings = _settings(workdir)
+    with open_run("mlflow", settings, "slow") as run:
+        time.sleep(1.0)  # the exporter has started and follows the journal meanwhile
+        run.log_metrics({"late": 1.0})
+    assert run.run_dir is not None
+    wait_for_export(run.run_dir, ["mlflow"])
+    assert _mlflow_run(workdir, run.run_id).data.metrics["late"] == 1.0
