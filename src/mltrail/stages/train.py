@@ -16,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from mltrail.config import Params
+from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_dir, sha256_file, write_json
 from mltrail.lineage import MANIFEST, build_manifest
 from mltrail.tracking.base import Flavor, ModelRef
@@ -52,6 +53,15 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
 
 def tracker_label(spec: str) -> str:
     return spec.replace(",", "+").replace("://", "-").replace("/", "-")
+
+
+def require_prepared(data_dir: Path, files: list[str], stage: str) -> None:
+    missing = [f for f in files if not (data_dir / f).is_file()]
+    if missing:
+        raise MltrailError(
+            f"{data_dir} lacks {', '.join(missing)}: it is not prepared data",
+            hint=f"run `dvc repro {stage}` (or mltrail prepare) first, or fix --data",
+        )
 
 
 def run_training(

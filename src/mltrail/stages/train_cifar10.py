@@ -25,7 +25,7 @@ from mltrail.models.metrics import (
     plot_confusion,
     plot_curves,
 )
-from mltrail.stages.train import Fitted, run_training
+from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import TrackedRun
 
 MODEL_FILE = "model.pt"
@@ -46,6 +46,7 @@ def run(
     from mltrail.models.cnn_io import save_cnn
     from mltrail.models.cnn_train import train_cnn
 
+    require_prepared(data_dir, ["train.npz", "test.npz", "labels.json"], "prepare_cifar10")
     section = params.train_cifar10
     recipe = resolve_recipe(section)
 

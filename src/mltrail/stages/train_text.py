@@ -24,13 +24,17 @@ from mltrail.models.metrics import (
     write_predictions_csv,
 )
 from mltrail.models.text import build_text_pipeline, save_text_model
-from mltrail.stages.train import Fitted, run_training
+from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import TrackedRun
 
 MODEL_FILE = "model.skops"
 
 
 def run(params: Params, tracker: str, data_dir: Path, out_dir: Path) -> dict[str, Any]:
+    require_prepared(
+        data_dir, ["train.parquet", "test.parquet", "labels.json"], "prepare_data_text"
+    )
+
     def fit(run: TrackedRun, out: Path) -> Fitted:
         train = pd.read_parquet(data_dir / "train.parquet")
         test = pd.read_parquet(data_dir / "test.parquet")

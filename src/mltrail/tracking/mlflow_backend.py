@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import mlflow
+import numpy as np
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
@@ -105,6 +106,10 @@ class MlflowTracker:
                     load_cnn(model.path / model.file, str(model.info["architecture"])),
                     name="model",
                     pip_requirements=requirements,
+                    # MLflow's default "pt2" (torch.export) fixes the batch size to the
+                    # example's, so the model could only ever predict one image at a time.
+                    serialization_format="pickle",
+                    input_example=np.zeros((2, 3, 32, 32), dtype=np.float32),  # the signature
                 )
 
     def finish(self, status: Status, end_time: float) -> dict[str, str]:
