@@ -104,7 +104,7 @@ def test_failure_inside_training_marks_the_run_failed_and_writes_nothing(
 
 
 def test_unprepared_data_is_a_clear_error(workdir: Path, make_params: Make) -> None:
-    with pytest.raises(MltrailError, match="lacks train.parquet"):
+    with pytest.raises(MltrailError, match=r"lacks train\.parquet"):
         train_text.run(make_params(), "none", workdir, workdir / "model")
 
 
