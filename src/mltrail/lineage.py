@@ -26,7 +26,6 @@ LIBRARIES = (
     "numpy",
     "pandas",
     "scikit-learn",
-    "skops",
     "torch",
     "mlflow",
     "wandb",

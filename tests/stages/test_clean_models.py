@@ -45,12 +45,12 @@ def test_removes_only_what_no_stage_produces(tmp_path: Path) -> None:
     models = tmp_path / "models"
     _tree(
         models,
-        "text/baseline/model.skops",
-        "text/old_experiment/model.skops",
+        "text/baseline/model.npz",
+        "text/old_experiment/model.npz",
         "text/.baseline.abc.tmp/partial",
         "cifar10/mlflow/model.pt",
         "retired_task/x/model.pt",
-        "text/handmade/model.skops",
+        "text/handmade/model.npz",
     )
     removed = clean_models(models, tmp_path / "dvc.yaml", keep=["text/handmade"])
     assert {p.relative_to(models).as_posix() for p in removed} == {
@@ -58,9 +58,9 @@ def test_removes_only_what_no_stage_produces(tmp_path: Path) -> None:
         "text/.baseline.abc.tmp",
         "retired_task",
     }
-    assert (models / "text/baseline/model.skops").exists()
+    assert (models / "text/baseline/model.npz").exists()
     assert (models / "cifar10/mlflow/model.pt").exists()
-    assert (models / "text/handmade/model.skops").exists()
+    assert (models / "text/handmade/model.npz").exists()
     assert not (models / "retired_task").exists()
 
 

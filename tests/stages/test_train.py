@@ -51,12 +51,12 @@ def test_text_outputs_and_manifest(workdir: Path, text_data: Path, make_params: 
     out = workdir / "model"
     manifest = train_text.run(_tracked(make_params, workdir), "mlflow", text_data, out)
     assert sorted(p.name for p in out.iterdir()) == [
-        "confusion_matrix.png", "manifest.json", "metrics.json", "model.skops",
+        "confusion_matrix.png", "manifest.json", "metrics.json", "model.npz",
         "per_class.json", "predictions.csv",
     ]  # fmt: skip
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == manifest
-    assert manifest["model"]["sha256"] == sha256_file(out / "model.skops")
+    assert manifest["model"]["sha256"] == sha256_file(out / "model.npz")
     profile = json.loads((text_data / "profile.json").read_text())
     assert manifest["data"]["content_sha256"] == profile["content_sha256"]
     assert manifest["params"]["max_iter"] == 1000 and len(manifest["params_sha256"]) == 64
@@ -80,7 +80,7 @@ def test_lineage_prints_the_chain(
     state = read_state(Path(manifest["tracking"]["journal"]), "mlflow")
     assert state is not None and f"run {state['run_id']}" in text
     assert "matches the file" in text and manifest["model"]["sha256"][:16] in text
-    (out / "model.skops").write_bytes(b"tampered")
+    (out / "model.npz").write_bytes(b"tampered")
     main(["lineage", str(out)])
     assert "DOES NOT MATCH" in capsys.readouterr().out
 

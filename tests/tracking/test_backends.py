@@ -36,9 +36,9 @@ def text_model(workdir: Path, text_data: Path, make_params: Callable[..., object
     return ModelRef(
         out,
         "sklearn",
-        "model.skops",
+        "model.npz",
         manifest["model"]["sha256"],
-        {"pip_requirements": ["scikit-learn", "skops"]},
+        {"pip_requirements": ["scikit-learn"]},
     )
 
 
@@ -83,7 +83,7 @@ def test_mlflow_store_holds_the_run_and_a_loadable_model(
     mlflow.set_tracking_uri(uri)
     loaded = mlflow.pyfunc.load_model(f"runs:/{ref['run_id']}/model")
     texts = ["a good film number 3", "a bad film number 8", "review of class 1"]
-    local = load_text_model(text_model.path / "model.skops")
+    local = load_text_model(text_model.path / "model.npz")
     assert np.array_equal(np.asarray(loaded.predict(texts)), local.predict(texts))
 
 
@@ -104,7 +104,7 @@ def test_wandb_offline_files_hold_config_summary_history_and_model(
     models = [r["artifact"] for r in records if r["type"] == "artifact"]
     assert [a["type"] for a in models] == ["model"]
     files = {c["path"]: c["local_path"] for c in models[0]["manifest"]["contents"]}
-    assert "model.skops" in files
+    assert "model.npz" in files
     assert all(p.startswith(str(workdir)) for p in files.values())  # staged inside the project
 
 

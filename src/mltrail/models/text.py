@@ -1,19 +1,30 @@
-"""The text model: TF-IDF + logistic regression as one scikit-learn pipeline, stored with skops.
+"""The text model: TF-IDF + logistic regression as one scikit-learn pipeline.
 
-skops stores the pipeline without pickle; loading admits only the types listed here, so a
-tampered model file is refused instead of executed.
+Stored as arrays, not as a pickle: ``model.npz`` (loaded with ``allow_pickle=False``) holds the
+vocabulary, the IDF weights, the coefficients and the vectorizer's settings as JSON. Loading it
+can run no code, and it is fast: skops, the other safe option, took 5 s to import and 6 s to
+write a 30,000-term vocabulary, longer than the training it stores.
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
 from mltrail.config import TrainTextParams
 from mltrail.errors import MltrailError
+
+FORMAT = "mltrail.text-model/1"
+_VECTORIZER_KEYS = (
+    "lowercase", "strip_accents", "token_pattern", "ngram_range", "analyzer", "stop_words",
+    "binary", "norm", "use_idf", "smooth_idf", "sublinear_tf",
+)  # fmt: skip
 
 
 def build_text_pipeline(params: TrainTextParams) -> Pipeline:
@@ -36,35 +47,54 @@ def build_text_pipeline(params: TrainTextParams) -> Pipeline:
     )
 
 
-def trusted_types() -> list[str]:
-    """The types a text model file may contain (beyond skops' built-in safe set)."""
-    return [
-        "sklearn.feature_extraction.text.TfidfVectorizer",
-        "sklearn.feature_extraction.text.TfidfTransformer",
-        "sklearn.linear_model._logistic.LogisticRegression",
-        "sklearn.pipeline.Pipeline",
-        "numpy.float32",
-        "numpy.float64",
-        "numpy.int64",
-        "numpy.dtype",
-        "builtins.getattr",
-    ]
+def _json_bytes(value: Any) -> np.ndarray:
+    return np.frombuffer(json.dumps(value).encode(), dtype=np.uint8)
 
 
 def save_text_model(model: Pipeline, path: Path) -> None:
-    import skops.io as sio
-
-    sio.dump(model, path)
+    vectorizer: TfidfVectorizer = model.named_steps["tfidf"]
+    classifier: LogisticRegression = model.named_steps["clf"]
+    settings = {k: vectorizer.get_params()[k] for k in _VECTORIZER_KEYS}
+    if not isinstance(settings["analyzer"], str) or vectorizer.tokenizer or vectorizer.preprocessor:
+        raise MltrailError("a text model with custom Python callables cannot be stored as arrays")
+    terms = sorted(vectorizer.vocabulary_, key=vectorizer.vocabulary_.__getitem__)
+    config = {"format": FORMAT, "vectorizer": settings, "dtype": np.dtype(vectorizer.dtype).name}
+    with path.open("wb") as f:
+        np.savez(
+            f,
+            config=_json_bytes(config),
+            vocabulary=_json_bytes(terms),
+            idf=vectorizer.idf_,
+            coef=classifier.coef_,
+            intercept=classifier.intercept_,
+            classes=classifier.classes_,
+        )
 
 
 def load_text_model(path: Path) -> Pipeline:
-    import skops.io as sio
-
-    untrusted = set(sio.get_untrusted_types(file=path)) - set(trusted_types())
-    if untrusted:
+    """Rebuild the pipeline from ``path``; refuses anything but this format (no code runs)."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            config = json.loads(z["config"].tobytes())
+            terms = json.loads(z["vocabulary"].tobytes())
+            idf, coef, intercept, classes = z["idf"], z["coef"], z["intercept"], z["classes"]
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as exc:
         raise MltrailError(
-            f"{path} holds types a text model never contains: {sorted(untrusted)}",
-            hint="the file is not an mltrail text model, or it was tampered with",
-        )
-    model: Pipeline = sio.load(path, trusted=trusted_types())
-    return model
+            f"{path} is not an mltrail text model ({type(exc).__name__}: {exc})",
+            hint="retrain it (dvc repro) or check the path",
+        ) from None
+    if config.get("format") != FORMAT:
+        raise MltrailError(f"{path} has format {config.get('format')!r}, expected {FORMAT!r}")
+    settings = dict(config["vectorizer"])
+    settings["ngram_range"] = tuple(settings["ngram_range"])
+    vectorizer = TfidfVectorizer(
+        vocabulary={term: i for i, term in enumerate(terms)},
+        dtype=np.dtype(config["dtype"]).type,
+        **settings,
+    )
+    vectorizer._validate_vocabulary()  # sets vocabulary_ from the fixed vocabulary
+    vectorizer.idf_ = idf
+    classifier = LogisticRegression()
+    classifier.coef_, classifier.intercept_, classifier.classes_ = coef, intercept, classes
+    classifier.n_features_in_ = coef.shape[1]
+    return Pipeline([("tfidf", vectorizer), ("clf", classifier)])

@@ -222,7 +222,11 @@ def sync(journal_dir: Path) -> dict[str, dict[str, str]]:
 
 def main(argv: list[str]) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    os.nice(10)  # training comes first on a shared CPU
+    # Training comes first: this process runs only on CPU time nobody else wants.
+    try:
+        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+    except (AttributeError, OSError):  # not Linux
+        os.nice(19)
     # Fail fast on a server that is down: this loop retries on its own schedule.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")

@@ -88,13 +88,16 @@ class MlflowTracker:
         requirements = list(model.info.get("pip_requirements", []))
         with mlflow.start_run(run_id=self.run_id):
             if model.flavor == "sklearn":
-                from mltrail.models.text import load_text_model, trusted_types
+                from mltrail.models.text import load_text_model
 
+                # MLflow's own sklearn flavor, so its UI, registry and `mlflow models serve`
+                # work as usual. Its copy is a pickle: skops, MLflow's safe option, takes
+                # longer than the training (see mltrail.models.text). mltrail itself loads
+                # and serves only the array format of the model folder.
                 mlflow.sklearn.log_model(
                     load_text_model(model.path / model.file),
                     name="model",
-                    serialization_format="skops",
-                    skops_trusted_types=trusted_types(),
+                    serialization_format="cloudpickle",
                     pip_requirements=requirements,  # skips MLflow's slow requirement inference
                 )
             else:

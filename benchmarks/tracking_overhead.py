@@ -1,0 +1,172 @@
+"""What tracking costs a training run: mltrail's tracking layer vs no tracking vs the paper's way.
+
+Text task (TF-IDF + logistic regression) on a seeded 5,000-row IMDB sample, the paper's 0.5 s
+regime. Each cell is a fresh process (``mltrail train text --tracker ...``); the conditions
+alternate, rotating their order every repetition, so drift on a noisy machine hits all alike.
+Measured per run:
+
+- wall: the whole training process, start to exit (what a user or DVC waits for);
+- complete: from process start until the run is complete in the tracker (params, metrics and
+  a loadable model in MLflow's store; the W&B offline run finished), read from the exporter's
+  state file. mltrail exports in the background, so this can outlast the process.
+
+    python benchmarks/tracking_overhead.py [--repeats 5] [--rows 5000]
+
+Needs the IMDB file in $MLTRAIL_DATA_MIRROR (or the download). Writes
+benchmarks/results/tracking_overhead.{json,md}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import (
+    BIN,
+    REPO,
+    fresh_dir,
+    machine,
+    median,
+    mltrail,
+    newest_run,
+    run,
+    wait_exported,
+)
+
+CONDITIONS = ["none", "mlflow", "wandb", "mlflow,wandb", "paper-style mlflow", "paper-style wandb"]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--rows", type=int, default=5000)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/mltrail-bench-tracking"))
+    args = parser.parse_args()
+    work = fresh_dir(args.work)
+    params = REPO / "params.yaml"
+    data = work / "text"
+    mltrail(
+        [
+            "prepare",
+            "text",
+            "--params",
+            str(params),
+            "--out",
+            str(data),
+            "--no-progress",
+            "--download-dir",
+            str(work / "raw"),
+            "--set",
+            f"text.sample_rows={args.rows}",
+        ],
+        work,
+    )
+    common = ["--params", str(params), "--data", str(data),
+              "--set", f"tracking.mlflow_uri=sqlite:///{work / 'mlflow.db'}",
+              "--set", f"tracking.wandb_dir={work}",
+              "--set", f"tracking.journal_dir={work / 'journal'}"]  # fmt: skip
+    paper_db = f"sqlite:///{work / 'paper-mlflow.db'}"
+
+    def once(condition: str, out: Path) -> dict[str, float]:
+        if condition.startswith("paper-style"):
+            tool = condition.split()[1]
+            script = str(REPO / "benchmarks" / "paper_style.py")
+            _, wall, _ = run([str(BIN / "python"), script, tool, str(data), paper_db], work)
+            return {"wall": wall, "complete": wall}  # inline: complete when the process ends
+        started, wall, _ = mltrail(
+            ["train", "text", "--tracker", condition, "--out", str(out), *common], work
+        )
+        result = {
+            "wall": wall,
+            "train_time_s": json.loads((out / "metrics.json").read_text())["train_time_s"],
+        }
+        if condition != "none":
+            backends = condition.split(",")
+            states = wait_exported(newest_run(work / "journal"), backends)
+            if any(s["status"] != "done" for s in states.values()):
+                raise RuntimeError(f"export failed: {states}")
+            result["complete"] = max(s["exported_at"] for s in states.values()) - started
+        else:
+            result["complete"] = wall
+        return result
+
+    # Warm-up (not counted): creates MLflow's tables, W&B's folders, file caches.
+    for condition in CONDITIONS:
+        once(condition, work / "warmup")
+    samples: dict[str, list[dict[str, float]]] = {c: [] for c in CONDITIONS}
+    for rep in range(args.repeats):
+        order = CONDITIONS[rep % len(CONDITIONS) :] + CONDITIONS[: rep % len(CONDITIONS)]
+        for condition in order:
+            samples[condition].append(once(condition, work / f"out-{rep}"))
+            print(
+                f"rep {rep + 1}/{args.repeats} {condition:>20}: "
+                f"wall {samples[condition][-1]['wall']:.2f} s, "
+                f"complete {samples[condition][-1]['complete']:.2f} s",
+                flush=True,
+            )
+    report(samples, args, work)
+
+
+def report(
+    samples: dict[str, list[dict[str, float]]], args: argparse.Namespace, work: Path
+) -> None:
+    base_wall = median([s["wall"] for s in samples["none"]])
+    rows: list[dict[str, Any]] = []
+    for condition, runs in samples.items():
+        walls = [r["wall"] for r in runs]
+        completes = [r["complete"] for r in runs]
+        rows.append({
+            "condition": condition,
+            "wall_median_s": median(walls),
+            "wall_min_s": min(walls),
+            "wall_max_s": max(walls),
+            "wall_ratio": median(walls) / base_wall,
+            "complete_median_s": median(completes),
+            "complete_ratio": median(completes) / base_wall,
+            "runs": runs,
+        })  # fmt: skip
+    result = {
+        "benchmark": "tracking_overhead",
+        "command": f"python benchmarks/tracking_overhead.py --repeats {args.repeats} "
+        f"--rows {args.rows}",
+        "machine": machine(),
+        "rows": args.rows,
+        "repeats": args.repeats,
+        "results": rows,
+    }
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    (out / "tracking_overhead.json").write_text(json.dumps(result, indent=2) + "\n")
+    m = result["machine"]
+    lines = [
+        "# Tracking overhead: text training, IMDB sample",
+        "",
+        f"`{result['command']}` on {m['cpu']}, {m['cores']} cores, {m['memory_gib']} GiB, "
+        f"{m['date']}; {args.repeats} runs per condition, alternating, after one warm-up run each.",
+        "",
+        "wall: the whole training process. complete: process start until the run is complete in "
+        "the tracker (params, metrics, loadable model). Ratios against `none` (median wall "
+        f"{base_wall:.2f} s) measured in the same session.",
+        "",
+        "| condition | wall median (min-max) s | wall / none | complete median s "
+        "| complete / none |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['condition']} | {r['wall_median_s']:.2f} ({r['wall_min_s']:.2f}-"
+            f"{r['wall_max_s']:.2f}) | {r['wall_ratio']:.3f} | {r['complete_median_s']:.2f} | "
+            f"{r['complete_ratio']:.2f} |"
+        )
+    lines.append("")
+    lines.append(f"Libraries: {json.dumps(m['libraries'])}")
+    (out / "tracking_overhead.md").write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
