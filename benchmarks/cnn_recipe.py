@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, fresh_dir, machine, mltrail, newest_run, wait_exported  # noqa: E402
+from common import REPO, fresh_dir, machine, mltrail, newest_run, wait_exported
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -49,8 +49,8 @@ def main() -> None:
         ("fast mlflow", "mlflow", []),
         ("fast wandb", "wandb", []),
         ("fast none 2", "none", []),
-        ("paper none", "none",
-         ["--set", "train_cifar10.recipe=paper", "--set", f"train_cifar10.epochs={args.paper_epochs}"]),
+        ("paper none", "none", ["--set", "train_cifar10.recipe=paper",
+                                "--set", f"train_cifar10.epochs={args.paper_epochs}"]),
     ]  # fmt: skip
     for name, tracker, extra in plan:
         out = work / name.replace(" ", "_")
