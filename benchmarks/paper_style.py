@@ -14,15 +14,26 @@ import time
 from pathlib import Path
 
 import pandas as pd
+from sklearn.pipeline import Pipeline
 
 from mltrail.config import TrainTextParams
 from mltrail.models.metrics import classification_scores
 from mltrail.models.text import build_text_pipeline
 
 
-def main(tool: str, data_dir: Path, mlflow_uri: str) -> None:
+def fit(params: TrainTextParams, data_dir: Path) -> tuple[Pipeline, dict[str, float]]:
+    """Train and score exactly as ``mltrail train text`` does."""
     train = pd.read_parquet(data_dir / "train.parquet")
     test = pd.read_parquet(data_dir / "test.parquet")
+    model = build_text_pipeline(params)
+    start = time.perf_counter()
+    model.fit(train["text"], train["label"])
+    train_time = time.perf_counter() - start
+    scores = classification_scores(test["label"].to_numpy(), model.predict(test["text"]))
+    return model, scores | {"train_time_s": train_time}
+
+
+def main(tool: str, data_dir: Path, mlflow_uri: str) -> None:
     params = TrainTextParams()
     if tool == "mlflow":
         import mlflow
@@ -31,25 +42,15 @@ def main(tool: str, data_dir: Path, mlflow_uri: str) -> None:
         mlflow.set_tracking_uri(mlflow_uri)
         with mlflow.start_run(run_name="paper_style"):
             mlflow.log_params(params.model_dump())
-            model = build_text_pipeline(params)
-            start = time.perf_counter()
-            model.fit(train["text"], train["label"])
-            train_time = time.perf_counter() - start
-            predicted = model.predict(test["text"])
-            mlflow.log_metrics(classification_scores(test["label"].to_numpy(), predicted))
-            mlflow.log_metric("train_time_s", train_time)
-            mlflow.sklearn.log_model(model, name="model")
+            model, metrics = fit(params, data_dir)
+            mlflow.log_metrics(metrics)
+            mlflow.sklearn.log_model(model, name="model")  # defaults: requirement inference
     else:
         import wandb
 
         run = wandb.init(project="paper-style", mode="offline", config=params.model_dump())
-        model = build_text_pipeline(params)
-        start = time.perf_counter()
-        model.fit(train["text"], train["label"])
-        train_time = time.perf_counter() - start
-        predicted = model.predict(test["text"])
-        wandb.log(classification_scores(test["label"].to_numpy(), predicted))
-        wandb.log({"train_time_s": train_time})
+        _, metrics = fit(params, data_dir)
+        wandb.log(metrics)
         run.finish()
 
 

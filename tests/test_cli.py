@@ -12,6 +12,9 @@ from tests.conftest import PARAMS
 VERBS = [
     ["prepare", "text"],
     ["prepare", "cifar10"],
+    ["train", "text"],
+    ["train", "cifar10"],
+    ["tracking", "sync"],
     ["clean", "models"],
     ["params", "show"],
 ]
@@ -23,6 +26,12 @@ def test_every_sub_command_has_help(verb: list[str], capsys: pytest.CaptureFixtu
         main([*verb, "--help"])
     assert info.value.code == 0
     assert "--params" in capsys.readouterr().out
+
+
+def test_lineage_has_help(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["lineage", "--help"])
+    assert info.value.code == 0 and "model_dir" in capsys.readouterr().out
 
 
 def test_params_show_applies_overrides(capsys: pytest.CaptureFixture[str]) -> None:
