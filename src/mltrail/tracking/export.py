@@ -33,7 +33,7 @@ from mltrail.tracking.journal import (
 from mltrail.tracking.registry import BackendSpec
 
 log = logging.getLogger("mltrail.export")
-POLL_S = 0.05
+POLL_S = 0.1
 
 
 @contextmanager
@@ -230,6 +230,8 @@ def main(argv: list[str]) -> int:
     # Fail fast on a server that is down: this loop retries on its own schedule.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    # No usage telemetry threads beside the training (and no calls out of a closed network).
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     run_dir = Path(argv[0])
     result = export_run(run_dir, follow=True)
     log.info("export of %s: %s", run_dir.name, result)
