@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, fresh_dir, machine, mltrail, newest_run, wait_exported
+from common import REPO, fresh_dir, machine, median, mltrail, newest_run, wait_exported
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
