@@ -166,3 +166,22 @@ def test_exporter_waits_for_the_journal_to_end(workdir: Path) -> None:
     assert run.run_dir is not None
     wait_for_export(run.run_dir, ["mlflow"])
     assert _mlflow_run(workdir, run.run_id).data.metrics["late"] == 1.0
+
+
+def test_the_next_run_exports_what_an_earlier_one_left_pending(workdir: Path) -> None:
+    settings = _settings(workdir)
+    old = workdir / "journal" / ("f" * 32)
+    journal = JournalWriter(old)
+    journal.append("start", run_id="f" * 32, run_name="left-behind", experiment="mltrail",
+                   tags={}, pid=_dead_pid(), host=os.uname().nodename,
+                   backends=[{"name": "mlflow", "target": settings.mlflow_uri}],
+                   settings=settings.model_dump(mode="json"))  # fmt: skip
+    journal.append("end", status="finished")
+    journal.close()
+    with open_run("mlflow", settings, "next") as run:
+        run.log_metrics({"accuracy": 0.5})
+    deadline = time.monotonic() + 120
+    while (read_state(old, "mlflow") or {}).get("status") != "done":
+        assert time.monotonic() < deadline, "the next run's exporter did not sync the old run"
+        time.sleep(0.2)
+    assert _mlflow_run(workdir, "f" * 32).info.status == "FINISHED"
