@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -130,18 +130,23 @@ def _end_record(records: list[dict[str, Any]], start: dict[str, Any]) -> dict[st
     return {"op": "end", "status": status, "time": last, "synthetic": "the training process died"}
 
 
-def export_run(run_dir: Path, follow: bool = False) -> dict[str, str]:
+def export_run(
+    run_dir: Path, follow: bool = False, on_started: Callable[[], None] | None = None
+) -> dict[str, str]:
     """Export ``run_dir`` to each backend not yet done; return backend -> done/pending/busy.
 
     ``follow``: the journal may still grow; replay records as they arrive until it ends.
+    ``on_started``: called once the backends' runs exist (the start record is replayed).
     """
     with run_lock(run_dir) as locked:
         if not locked:
             return {"*": "busy"}
-        return _export_locked(run_dir, follow)
+        return _export_locked(run_dir, follow, on_started)
 
 
-def _export_locked(run_dir: Path, follow: bool) -> dict[str, str]:
+def _export_locked(
+    run_dir: Path, follow: bool, on_started: Callable[[], None] | None
+) -> dict[str, str]:
     reader = JournalReader(run_dir)
     records: list[dict[str, Any]] = []
     replays: list[_Replay] = []
@@ -159,6 +164,8 @@ def _export_locked(run_dir: Path, follow: bool) -> dict[str, str]:
             if record["op"] != "end":
                 for replay in replays:
                     replay.apply(record)
+            if record["op"] == "start" and on_started is not None:
+                on_started()
         if records:
             end = _end_record(records, records[0])
         if end is None:
@@ -220,20 +227,43 @@ def sync(journal_dir: Path) -> dict[str, dict[str, str]]:
     return {run_dir.name: export_run(run_dir) for run_dir in pending_runs(journal_dir)}
 
 
-def main(argv: list[str]) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    # Training comes first: this process runs only on CPU time nobody else wants.
+def _prewarm(run_dir: Path) -> None:
+    """Import the chosen clients now, at normal priority (then the runs are created, then
+    the exporter drops to idle priority).
+
+    A training process spends its first seconds importing its own libraries on one core, so
+    the other is free. Done later at idle priority, the same 2-3 s of CPU stretched over the
+    training and filled every gap between its threads' work: an MLflow export slowed a CNN
+    epoch by about 10% (benchmarks/cnn_recipe.py measures it).
+    """
+    records = all_records(run_dir)
+    names = {b["name"] for b in records[0]["backends"]} if records else set()
+    if "mlflow" in names:
+        import mlflow.sklearn  # noqa: F401
+
+        import mltrail.tracking.mlflow_backend
+    if "wandb" in names:
+        import mltrail.tracking.wandb_backend  # noqa: F401
+
+
+def _yield_cpu() -> None:
+    """From now on, run only on CPU time nobody else wants: training comes first."""
     try:
         os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
     except (AttributeError, OSError):  # not Linux
         os.nice(19)
+
+
+def main(argv: list[str]) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # Fail fast on a server that is down: this loop retries on its own schedule.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     # No usage telemetry threads beside the training (and no calls out of a closed network).
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     run_dir = Path(argv[0])
-    result = export_run(run_dir, follow=True)
+    _prewarm(run_dir)
+    result = export_run(run_dir, follow=True, on_started=_yield_cpu)
     log.info("export of %s: %s", run_dir.name, result)
     # Runs an earlier exporter could not finish (a backend was down, a process was killed).
     for name, other in sync(run_dir.parent).items():
