@@ -27,7 +27,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import REPO, fresh_dir, machine, median, mltrail, newest_run, wait_exported
+from common import (
+    REPO,
+    fresh_dir,
+    machine,
+    median,
+    mltrail,
+    newest_run,
+    tracking_overrides,
+    wait_exported,
+)
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -48,9 +57,7 @@ def main() -> None:
         mltrail(["prepare", "cifar10", "--params", str(params), "--out", str(data),
                  "--no-progress", "--download-dir", str(work / "raw")], work)  # fmt: skip
     common = ["--params", str(params), "--data", str(data), "--no-progress",
-              "--set", f"tracking.mlflow_uri=sqlite:///{work / 'mlflow.db'}",
-              "--set", f"tracking.wandb_dir={work}",
-              "--set", f"tracking.journal_dir={work / 'journal'}"]  # fmt: skip
+              *tracking_overrides(work)]  # fmt: skip
     runs: dict[str, dict[str, Any]] = {}
     trackers = ["none", "mlflow", "wandb"]
     short = ["--set", f"train_cifar10.epochs={args.overhead_epochs}"]

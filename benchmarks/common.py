@@ -65,6 +65,15 @@ def mltrail(args: list[str], cwd: Path) -> tuple[float, float, str]:
     return run([str(BIN / "mltrail"), *args], cwd)
 
 
+def tracking_overrides(work: Path) -> list[str]:
+    """``--set`` arguments keeping a benchmark's MLflow store, W&B files, journals in ``work``."""
+    return [
+        "--set", f"tracking.mlflow_uri=sqlite:///{work / 'mlflow.db'}",
+        "--set", f"tracking.wandb_dir={work}",
+        "--set", f"tracking.journal_dir={work / 'journal'}",
+    ]  # fmt: skip
+
+
 def newest_run(journal_dir: Path) -> Path:
     return max(journal_dir.iterdir(), key=lambda p: (p / "journal.jsonl").stat().st_mtime)
 

@@ -34,6 +34,7 @@ from common import (
     mltrail,
     newest_run,
     run,
+    tracking_overrides,
     wait_exported,
 )
 
@@ -65,10 +66,7 @@ def main() -> None:
         ],
         work,
     )
-    common = ["--params", str(params), "--data", str(data),
-              "--set", f"tracking.mlflow_uri=sqlite:///{work / 'mlflow.db'}",
-              "--set", f"tracking.wandb_dir={work}",
-              "--set", f"tracking.journal_dir={work / 'journal'}"]  # fmt: skip
+    common = ["--params", str(params), "--data", str(data), *tracking_overrides(work)]
     paper_db = f"sqlite:///{work / 'paper-mlflow.db'}"
 
     def once(condition: str, out: Path) -> dict[str, float]:
