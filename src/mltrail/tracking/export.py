@@ -37,11 +37,11 @@ POLL_S = 0.1
 
 
 @contextmanager
-def run_lock(run_dir: Path) -> Iterator[bool]:
-    """Hold the run's export lock if no other exporter does; yield whether we got it."""
+def run_lock(run_dir: Path, wait: bool) -> Iterator[bool]:
+    """Hold the run's export lock; yield whether we got it (``wait``: block until we do)."""
     with (run_dir / "export.lock").open("w") as handle:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
         except BlockingIOError:
             yield False
             return
@@ -138,7 +138,9 @@ def export_run(
     ``follow``: the journal may still grow; replay records as they arrive until it ends.
     ``on_started``: called once the backends' runs exist (the start record is replayed).
     """
-    with run_lock(run_dir) as locked:
+    # The run's own exporter (follow) waits: a sync elsewhere may hold the lock for a moment
+    # to look at this run. A sync gives up at once: someone else is exporting the run.
+    with run_lock(run_dir, wait=follow) as locked:
         if not locked:
             return {"*": "busy"}
         return _export_locked(run_dir, follow, on_started)
@@ -216,6 +218,8 @@ def pending_runs(journal_dir: Path) -> list[Path]:
         records = all_records(run_dir)
         if not records or records[0]["op"] != "start":
             continue
+        if _end_record(records, records[0]) is None:
+            continue  # still being written: its own exporter follows it
         names = [b["name"] for b in records[0]["backends"]]
         if any((read_state(run_dir, n) or {}).get("status") != "done" for n in names):
             found.append(run_dir)
