@@ -36,6 +36,7 @@ from common import (
     newest_run,
     tracking_overrides,
     wait_exported,
+    wait_quiet,
 )
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -80,7 +81,9 @@ def main() -> None:
             history = [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
         run: dict[str, Any] = {"wall_s": wall, "metrics": metrics, "history": history}
         if tracker != "none":
-            state = wait_exported(newest_run(work / "journal"), [tracker])[tracker]
+            run_dir = newest_run(work / "journal")
+            state = wait_exported(run_dir, [tracker])[tracker]
+            wait_quiet(run_dir)
             run["export_status"] = state["status"]
             run["complete_s"] = state.get("exported_at", started) - started
         runs[name] = run

@@ -75,7 +75,8 @@ def tracking_overrides(work: Path) -> list[str]:
 
 
 def newest_run(journal_dir: Path) -> Path:
-    return max(journal_dir.iterdir(), key=lambda p: (p / "journal.jsonl").stat().st_mtime)
+    journals = [p / "journal.jsonl" for p in journal_dir.iterdir()]
+    return max((j for j in journals if j.is_file()), key=lambda j: j.stat().st_mtime).parent
 
 
 def wait_exported(run_dir: Path, backends: list[str], timeout_s: float = 300) -> dict[str, Any]:
@@ -90,6 +91,23 @@ def wait_exported(run_dir: Path, backends: list[str], timeout_s: float = 300) ->
             return states
         time.sleep(0.05)
     raise TimeoutError(f"export of {run_dir} not done in {timeout_s} s")
+
+
+def wait_quiet(run_dir: Path | None = None, timeout_s: float = 120) -> None:
+    """Wait until the run's exporter and any W&B service (``wandb-core``) have exited, so that
+    one measurement's leftovers do not slow the next one."""
+    deadline = time.monotonic() + timeout_s
+    marks = (b"wandb-core", *([str(run_dir).encode()] if run_dir else []))
+    while time.monotonic() < deadline:
+        busy = False
+        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+            with contextlib.suppress(OSError):
+                text = cmdline.read_bytes()
+                busy = busy or any(mark in text for mark in marks)
+        if not busy:
+            return
+        time.sleep(0.1)
+    raise TimeoutError(f"the exporter of {run_dir} still runs after {timeout_s} s")
 
 
 def median(values: list[float]) -> float:

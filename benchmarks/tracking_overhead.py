@@ -36,6 +36,7 @@ from common import (
     run,
     tracking_overrides,
     wait_exported,
+    wait_quiet,
 )
 
 CONDITIONS = ["none", "mlflow", "wandb", "mlflow,wandb", "paper-style mlflow", "paper-style wandb"]
@@ -74,6 +75,7 @@ def main() -> None:
             tool = condition.split()[1]
             script = str(REPO / "benchmarks" / "paper_style.py")
             _, wall, _ = run([str(BIN / "python"), script, tool, str(data), paper_db], work)
+            wait_quiet()
             return {"wall": wall, "complete": wall}  # inline: complete when the process ends
         started, wall, _ = mltrail(
             ["train", "text", "--tracker", condition, "--out", str(out), *common], work
@@ -84,7 +86,9 @@ def main() -> None:
         }
         if condition != "none":
             backends = condition.split(",")
-            states = wait_exported(newest_run(work / "journal"), backends)
+            run_dir = newest_run(work / "journal")
+            states = wait_exported(run_dir, backends)
+            wait_quiet(run_dir)
             if any(s["status"] != "done" for s in states.values()):
                 raise RuntimeError(f"export failed: {states}")
             result["complete"] = max(s["exported_at"] for s in states.values()) - started

@@ -10,12 +10,17 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import yaml
 
 from mltrail import __version__
 from mltrail.config import MIRROR_ENV, Params, load_params
 from mltrail.errors import MltrailError
+
+if TYPE_CHECKING:
+    from mltrail.tracking.base import Flavor
+    from mltrail.tracking.run import Reservation
 
 log = logging.getLogger("mltrail")
 
@@ -40,20 +45,28 @@ def cmd_prepare_cifar10(args: argparse.Namespace) -> int:
     return 0
 
 
+def _reserve(args: argparse.Namespace, params: Params, flavor: Flavor) -> Reservation:
+    """Start the run's exporter before this process imports its training libraries."""
+    from mltrail.tracking.run import reserve_run
+
+    return reserve_run(args.tracker or "none", params.tracking, flavor)
+
+
 def cmd_train_text(args: argparse.Namespace) -> int:
+    params = _params(args)
+    tracker = _reserve(args, params, "sklearn")
     from mltrail.stages import train_text
 
-    params = _params(args)
-    manifest = train_text.run(params, args.tracker or "none", args.data, args.out)
+    manifest = train_text.run(params, tracker, args.data, args.out)
     _print_metrics(manifest)
     return 0
 
 
 def cmd_train_cifar10(args: argparse.Namespace) -> int:
+    params = _params(args)
+    tracker = _reserve(args, params, "pytorch")
     from mltrail.stages import train_cifar10
 
-    params = _params(args)
-    tracker = args.tracker or "none"
     manifest = train_cifar10.run(params, tracker, args.data, args.out, not args.no_progress)
     _print_metrics(manifest)
     return 0

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from mltrail.errors import ParamsError
 from mltrail.tracking.export import export_run, pending_runs, sync
 from mltrail.tracking.journal import JournalWriter, all_records, read_state
 from mltrail.tracking.registry import parse
-from mltrail.tracking.run import open_run, wait_for_export
+from mltrail.tracking.run import open_run, reserve_run, wait_for_export
 
 
 def _settings(workdir: Path, **kw: object) -> TrackingParams:
@@ -79,6 +81,52 @@ def test_run_is_exported_in_the_background_with_training_times(workdir: Path) ->
     assert found.data.params == {"C": "2.0"} and found.data.metrics["accuracy"] == 0.9
     assert Path(states["wandb"]["run_dir"]).is_dir()
     assert "export of" in (run.run_dir / "export.log").read_text()
+
+
+def test_a_reserved_run_has_its_exporter_waiting_before_the_journal_begins(workdir: Path) -> None:
+    settings = _settings(workdir)
+    reserved = reserve_run("mlflow", settings, flavor="sklearn")
+    assert reserved.run_dir is not None and reserved.exporter_started
+    time.sleep(0.5)  # the exporter is up and waiting: no journal yet
+    assert not (reserved.run_dir / "journal.jsonl").exists()
+    with open_run(reserved, settings, "early") as run:
+        run.log_metrics({"accuracy": 0.75})
+    assert run.run_id == reserved.run_id and run.run_dir == reserved.run_dir
+    states = wait_for_export(reserved.run_dir, ["mlflow"])
+    assert states["mlflow"]["status"] == "done"
+    assert _mlflow_run(workdir, run.run_id).data.metrics["accuracy"] == 0.75
+    log = (reserved.run_dir / "export.log").read_text()
+    assert log.count("export of") == 1  # one exporter: open_run did not start a second
+
+
+def test_a_reservation_never_opened_leaves_nothing(workdir: Path) -> None:
+    """The process that reserved a run exits before starting it (say, its data is missing):
+    its exporter removes the empty run folder and exits."""
+    settings = _settings(workdir)
+    script = (
+        "import sys; from mltrail.config import TrackingParams; "
+        "from mltrail.tracking.run import reserve_run; "
+        "r = reserve_run('mlflow', TrackingParams.model_validate_json(sys.argv[1])); "
+        "print(r.run_dir)"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, settings.model_dump_json()],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    run_dir = Path(done.stdout.strip())
+    deadline = time.monotonic() + 60
+    while run_dir.exists() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not run_dir.exists()
+    assert pending_runs(workdir / "journal") == []
+
+
+def test_a_wrong_tracker_is_refused_before_anything_starts(workdir: Path) -> None:
+    with pytest.raises(ParamsError, match="unknown tracker"):
+        reserve_run("mlflow,wandbb", _settings(workdir))
+    assert not (workdir / "journal").exists()
 
 
 @pytest.mark.parametrize(("error", "status", "mlflow_status"), [

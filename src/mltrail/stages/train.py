@@ -20,7 +20,7 @@ from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_dir, sha256_file, write_json
 from mltrail.lineage import MANIFEST, build_manifest
 from mltrail.tracking.base import Flavor, ModelRef
-from mltrail.tracking.run import TrackedRun, open_run
+from mltrail.tracking.run import Reservation, TrackedRun, open_run
 
 METRICS = "metrics.json"
 
@@ -67,16 +67,18 @@ def require_prepared(data_dir: Path, files: list[str], stage: str) -> None:
 def run_training(
     *,
     task: str,
-    tracker: str,
+    tracker: str | Reservation,
     params: Params,
     section: BaseModel,
     data_dir: Path,
     out_dir: Path,
     fit: Fit,
 ) -> dict[str, Any]:
-    """Train with ``fit`` under ``tracker``; write ``out_dir`` whole or not at all."""
+    """Train with ``fit`` under ``tracker`` (a spec, or a run reserved earlier, see
+    :func:`mltrail.tracking.run.reserve_run`); write ``out_dir`` whole or not at all."""
     started = time.perf_counter()
-    stage = f"train_{task}_{tracker_label(tracker)}"
+    spec = tracker if isinstance(tracker, str) else tracker.spec
+    stage = f"train_{task}_{tracker_label(spec)}"
     section_params = section.model_dump(mode="json")
     with open_run(tracker, params.tracking, run_name=stage, tags={"task": task}) as run:
         run.log_params(flatten(section_params))

@@ -26,7 +26,7 @@ from mltrail.models.metrics import (
     plot_curves,
 )
 from mltrail.stages.train import Fitted, require_prepared, run_training
-from mltrail.tracking.run import TrackedRun
+from mltrail.tracking.run import Reservation, TrackedRun
 
 MODEL_FILE = "model.pt"
 
@@ -41,7 +41,7 @@ def resolve_recipe(params: TrainCifar10Params) -> Recipe:
 
 
 def run(
-    params: Params, tracker: str, data_dir: Path, out_dir: Path, progress: bool = True
+    params: Params, tracker: str | Reservation, data_dir: Path, out_dir: Path, progress: bool = True
 ) -> dict[str, Any]:
     from mltrail.models.cnn_io import save_cnn
     from mltrail.models.cnn_train import train_cnn

@@ -26,12 +26,14 @@ from mltrail.models.metrics import (
 )
 from mltrail.models.text import build_text_pipeline, save_text_model
 from mltrail.stages.train import Fitted, require_prepared, run_training
-from mltrail.tracking.run import TrackedRun
+from mltrail.tracking.run import Reservation, TrackedRun
 
 MODEL_FILE = "model.npz"
 
 
-def run(params: Params, tracker: str, data_dir: Path, out_dir: Path) -> dict[str, Any]:
+def run(
+    params: Params, tracker: str | Reservation, data_dir: Path, out_dir: Path
+) -> dict[str, Any]:
     require_prepared(
         data_dir, ["train.parquet", "test.parquet", "labels.json"], "prepare_data_text"
     )

@@ -10,9 +10,13 @@ retried from the start of the journal (a partial MLflow run is replaced, see
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import fcntl
+import importlib
 import logging
 import os
+import shutil
 import sys
 import time
 import traceback
@@ -26,6 +30,7 @@ from mltrail.tracking.base import ModelRef, RunStart, Status, Tracker
 from mltrail.tracking.journal import (
     JournalReader,
     all_records,
+    pid_alive,
     read_state,
     write_state,
     writer_alive,
@@ -34,6 +39,7 @@ from mltrail.tracking.registry import BackendSpec
 
 log = logging.getLogger("mltrail.export")
 POLL_S = 0.1
+ABANDONED = {"*": "abandoned"}
 
 
 @contextmanager
@@ -131,23 +137,31 @@ def _end_record(records: list[dict[str, Any]], start: dict[str, Any]) -> dict[st
 
 
 def export_run(
-    run_dir: Path, follow: bool = False, on_started: Callable[[], None] | None = None
+    run_dir: Path,
+    follow: bool = False,
+    on_started: Callable[[], None] | None = None,
+    writer_pid: int | None = None,
 ) -> dict[str, str]:
     """Export ``run_dir`` to each backend not yet done; return backend -> done/pending/busy.
 
     ``follow``: the journal may still grow; replay records as they arrive until it ends.
     ``on_started``: called once the backends' runs exist (the start record is replayed).
+    ``writer_pid``: the journal may not have begun yet; if this process exits before it
+    does, return :data:`ABANDONED`.
     """
     # The run's own exporter (follow) waits: a sync elsewhere may hold the lock for a moment
     # to look at this run. A sync gives up at once: someone else is exporting the run.
     with run_lock(run_dir, wait=follow) as locked:
         if not locked:
             return {"*": "busy"}
-        return _export_locked(run_dir, follow, on_started)
+        return _export_locked(run_dir, follow, on_started, writer_pid)
 
 
 def _export_locked(
-    run_dir: Path, follow: bool, on_started: Callable[[], None] | None
+    run_dir: Path,
+    follow: bool,
+    on_started: Callable[[], None] | None,
+    writer_pid: int | None,
 ) -> dict[str, str]:
     reader = JournalReader(run_dir)
     records: list[dict[str, Any]] = []
@@ -170,6 +184,11 @@ def _export_locked(
                 on_started()
         if records:
             end = _end_record(records, records[0])
+        elif writer_pid is not None and not pid_alive(writer_pid):
+            if not list(reader.new_records()):  # it may have begun just before exiting
+                return ABANDONED
+            reader = JournalReader(run_dir)  # read again from the top
+            continue
         if end is None:
             if not follow:
                 return {}  # still being written by a live process: its own exporter handles it
@@ -231,43 +250,100 @@ def sync(journal_dir: Path) -> dict[str, dict[str, str]]:
     return {run_dir.name: export_run(run_dir) for run_dir in pending_runs(journal_dir)}
 
 
-def _prewarm(run_dir: Path) -> None:
-    """Import the chosen clients now, at normal priority (then the runs are created, then
-    the exporter drops to idle priority).
+# What an exporter prepares before the run begins, by backend and, when MLflow logs the model,
+# by the model's flavor (loading the model file and MLflow's flavor module).
+WARM_MODULES = {
+    "mlflow": ("mlflow", "mltrail.tracking.mlflow_backend"),
+    "wandb": ("mltrail.tracking.wandb_backend",),
+    "sklearn": ("mlflow.sklearn", "mltrail.models.text"),
+    "pytorch": ("mlflow.pytorch", "mltrail.models.cnn_io"),
+}
 
-    A training process spends its first seconds importing its own libraries on one core, so
+
+def _prewarm(warm: list[str]) -> None:
+    """Import what the export will need now, at normal priority (the exporter drops to idle
+    priority once the backends' runs exist).
+
+    A training process spends its first seconds importing its own libraries, on one core, so
     the other is free. Done later at idle priority, the same 2-3 s of CPU stretched over the
     training and filled every gap between its threads' work: an MLflow export slowed a CNN
-    epoch by about 10% (benchmarks/cnn_recipe.py measures it).
+    epoch by about 10% (benchmarks/cnn_recipe.py measures it). Done after the training, it
+    delays the run's completion in the tracker by as much.
     """
-    records = all_records(run_dir)
-    names = {b["name"] for b in records[0]["backends"]} if records else set()
+    names = set(warm)
+    if "mlflow" not in names:
+        names -= {"sklearn", "pytorch"}  # only MLflow loads the model to log it
+    for name in sorted(names):
+        for module in WARM_MODULES.get(name, ()):
+            importlib.import_module(module)
     if "mlflow" in names:
-        import mlflow.sklearn  # noqa: F401
+        # MLflow checks a logged model's requirements against a map of every installed
+        # package, built on first use (about 0.5 s): build it now, not after training.
+        with contextlib.suppress(Exception):  # a private helper: only a warm-up if present
+            from mlflow.utils import requirements_utils
 
-        import mltrail.tracking.mlflow_backend
-    if "wandb" in names:
-        import mltrail.tracking.wandb_backend  # noqa: F401
+            requirements_utils._init_packages_to_modules_map()  # type: ignore[no-untyped-call]
 
 
 def _yield_cpu() -> None:
-    """From now on, run only on CPU time nobody else wants: training comes first."""
-    try:
-        os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
-    except (AttributeError, OSError):  # not Linux
-        os.nice(19)
+    """From now on, run only on CPU time nobody else wants: training comes first.
+
+    The same for the processes this one started (W&B's service, ``wandb-core``, started by
+    ``wandb.init`` at normal priority with several threads of its own).
+    """
+    for pid in [0, *_children(os.getpid())]:
+        try:
+            os.sched_setscheduler(pid, os.SCHED_IDLE, os.sched_param(0))
+        except (AttributeError, OSError):  # not Linux, or the child is gone
+            with contextlib.suppress(OSError):
+                os.setpriority(os.PRIO_PROCESS, pid, 19)
+
+
+def _children(parent: int) -> list[int]:
+    """Descendants of ``parent`` (Linux /proc; none elsewhere)."""
+    parents: dict[int, int] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            # Fields after the command name (which may hold spaces): state, ppid, ...
+            parents[int(stat.parent.name)] = int(stat.read_text().rsplit(")", 1)[1].split()[1])
+    found: list[int] = []
+    frontier = [parent]
+    while frontier:
+        current = frontier.pop()
+        kids = [pid for pid, ppid in parents.items() if ppid == current]
+        found += kids
+        frontier += kids
+    return found
 
 
 def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mltrail.tracking.export")
+    parser.add_argument("run_dir", type=Path)
+    parser.add_argument(
+        "--writer-pid", type=int, help="the process that will write the journal (started early)"
+    )
+    parser.add_argument(
+        "--warm", default="", help="comma-separated backends and model flavor to prepare for"
+    )
+    args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     # Fail fast on a server that is down: this loop retries on its own schedule.
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
     os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     # No usage telemetry threads beside the training (and no calls out of a closed network).
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
-    run_dir = Path(argv[0])
-    _prewarm(run_dir)
-    result = export_run(run_dir, follow=True, on_started=_yield_cpu)
+    run_dir: Path = args.run_dir
+    warm = [w for w in args.warm.split(",") if w]
+    if not warm:  # started after the journal began: its start record names the backends
+        records = all_records(run_dir)
+        warm = [b["name"] for b in records[0]["backends"]] if records else []
+    _prewarm(warm)
+    result = export_run(run_dir, follow=True, on_started=_yield_cpu, writer_pid=args.writer_pid)
+    if result == ABANDONED:
+        # The process that reserved the run exited before starting it (a bad path, an error
+        # while loading data): nothing was logged, so nothing is kept.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        return 0
     log.info("export of %s: %s", run_dir.name, result)
     # Runs an earlier exporter could not finish (a backend was down, a process was killed).
     for name, other in sync(run_dir.parent).items():

@@ -109,10 +109,18 @@ def writer_alive(start: dict[str, Any]) -> bool:
     """Whether the process that writes this journal still runs (same host only)."""
     if start.get("host") != os.uname().nodename:
         return True  # cannot tell: assume it does
+    return pid_alive(int(start["pid"]))
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` runs on this host (a zombie counts as gone)."""
     try:
-        os.kill(int(start["pid"]), 0)
+        os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:  # a zombie: exited, not yet reaped by its parent
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return True
