@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from mltrail.config import TrackingParams
 from mltrail.errors import ParamsError
 from mltrail.tracking.export import export_run, pending_runs, sync
-from mltrail.tracking.journal import JournalWriter, all_records, read_state
+from mltrail.tracking.journal import JournalReader, JournalWriter, all_records, read_state
 from mltrail.tracking.registry import parse
 from mltrail.tracking.run import open_run, reserve_run, wait_for_export
 
@@ -163,6 +163,42 @@ def test_a_run_whose_process_died_is_exported_as_failed(workdir: Path) -> None:
     found = _mlflow_run(workdir, "d" * 32)
     assert found.info.status == "FAILED" and found.data.metrics["loss"] == 0.7
     assert pending_runs(workdir / "journal") == []
+
+
+def test_a_writer_that_ends_its_journal_between_two_reads_is_not_a_crash(
+    workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The race a fast training run met (found by the benchmark): the exporter reads the
+    journal's first lines, the training writes the rest and exits, then the exporter sees
+    the writer gone. The run must be exported whole and ``finished``, not cut short as
+    ``failed``."""
+    settings = _settings(workdir)
+    writer = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    run_dir = workdir / "journal" / ("f" * 32)
+    journal = JournalWriter(run_dir)
+    journal.append("start", run_id="f" * 32, run_name="fast", experiment="mltrail", tags={},
+                   pid=writer.pid, host=os.uname().nodename,
+                   backends=[{"name": "mlflow", "target": settings.mlflow_uri}],
+                   settings=settings.model_dump(mode="json"))  # fmt: skip
+    journal.append("params", values={"C": 1.0})
+    original = JournalReader.new_records
+    finished = []
+
+    def read_then_writer_finishes(self: JournalReader):  # type: ignore[no-untyped-def]
+        yield from original(self)
+        if not finished:  # right after the first read: the rest, then the writer exits
+            finished.append(True)
+            journal.append("metrics", values={"accuracy": 0.9})
+            journal.append("end", status="finished")
+            journal.close()
+            writer.kill()
+            writer.wait()
+
+    monkeypatch.setattr(JournalReader, "new_records", read_then_writer_finishes)
+    assert export_run(run_dir, follow=True) == {"mlflow": "done"}
+    found = _mlflow_run(workdir, "f" * 32)
+    assert found.info.status == "FINISHED"
+    assert found.data.metrics["accuracy"] == 0.9
 
 
 def test_a_run_still_being_written_is_left_to_its_own_exporter(workdir: Path) -> None:

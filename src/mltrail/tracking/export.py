@@ -124,16 +124,29 @@ def _settings(start: dict[str, Any]) -> TrackingParams:
     return TrackingParams.model_validate(start["settings"])
 
 
-def _end_record(records: list[dict[str, Any]], start: dict[str, Any]) -> dict[str, Any] | None:
-    """The journal's end record; a synthetic ``failed`` one if its writer died without one."""
+def _end_record(records: list[dict[str, Any]], writer_gone: bool) -> dict[str, Any] | None:
+    """The journal's end record; a synthetic ``failed`` one if its writer died without one.
+
+    ``writer_gone`` must have been observed *before* ``records`` were read: a writer that
+    ends its journal and exits between a read and a liveness check would otherwise look like
+    one that died mid-run, and a finished run would be exported as failed and truncated.
+    """
     for record in records:
         if record["op"] == "end":
             return record
-    if writer_alive(start):
+    if not writer_gone:
         return None
     status: Status = "failed"
-    last = records[-1]["time"] if records else start["time"]
+    last = records[-1]["time"] if records else 0.0
     return {"op": "end", "status": status, "time": last, "synthetic": "the training process died"}
+
+
+def _writer_gone(run_dir: Path, writer_pid: int | None) -> bool:
+    """Whether the process writing ``run_dir``'s journal has exited (so it writes no more)."""
+    start = next(JournalReader(run_dir).new_records(), None)
+    if start is not None:
+        return not writer_alive(start)
+    return writer_pid is not None and not pid_alive(writer_pid)
 
 
 def export_run(
@@ -168,6 +181,7 @@ def _export_locked(
     replays: list[_Replay] = []
     end: dict[str, Any] | None = None
     while end is None:
+        gone = _writer_gone(run_dir, writer_pid)  # before reading: see _end_record
         fresh = list(reader.new_records())
         if fresh and not records:
             start = fresh[0]
@@ -183,12 +197,9 @@ def _export_locked(
             if record["op"] == "start" and on_started is not None:
                 on_started()
         if records:
-            end = _end_record(records, records[0])
-        elif writer_pid is not None and not pid_alive(writer_pid):
-            if not list(reader.new_records()):  # it may have begun just before exiting
-                return ABANDONED
-            reader = JournalReader(run_dir)  # read again from the top
-            continue
+            end = _end_record(records, gone)
+        elif gone:
+            return ABANDONED  # its process exited before the journal began
         if end is None:
             if not follow:
                 return {}  # still being written by a live process: its own exporter handles it
@@ -234,10 +245,11 @@ def pending_runs(journal_dir: Path) -> list[Path]:
     """Run folders with a backend whose export is not done."""
     found = []
     for run_dir in sorted(p for p in journal_dir.glob("*") if (p / "journal.jsonl").is_file()):
+        gone = _writer_gone(run_dir, None)
         records = all_records(run_dir)
         if not records or records[0]["op"] != "start":
             continue
-        if _end_record(records, records[0]) is None:
+        if _end_record(records, gone) is None:
             continue  # still being written: its own exporter follows it
         names = [b["name"] for b in records[0]["backends"]]
         if any((read_state(run_dir, n) or {}).get("status") != "done" for n in names):
@@ -337,8 +349,11 @@ def main(argv: list[str]) -> int:
     if not warm:  # started after the journal began: its start record names the backends
         records = all_records(run_dir)
         warm = [b["name"] for b in records[0]["backends"]] if records else []
-    _prewarm(warm)
-    result = export_run(run_dir, follow=True, on_started=_yield_cpu, writer_pid=args.writer_pid)
+    # Hold the run's lock from the first moment: a sync by another exporter must not start
+    # exporting this run while this one is still importing its clients.
+    with run_lock(run_dir, wait=True):
+        _prewarm(warm)
+        result = _export_locked(run_dir, True, _yield_cpu, args.writer_pid)
     if result == ABANDONED:
         # The process that reserved the run exited before starting it (a bad path, an error
         # while loading data): nothing was logged, so nothing is kept.

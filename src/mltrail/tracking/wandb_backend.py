@@ -19,7 +19,7 @@ from mltrail.tracking.base import ModelRef, RunStart, Status
 _EXIT_CODES = {"finished": 0, "failed": 1, "killed": 130}
 
 
-def _keep_files_in(root: Path) -> None:
+def keep_files_in(root: Path) -> None:
     for var, sub in (
         ("WANDB_DATA_DIR", ".data"),
         ("WANDB_CACHE_DIR", ".cache"),
@@ -38,7 +38,7 @@ class WandbTracker:
         self.project = project
         self.mode = mode
         self.dir = Path(wandb_dir).resolve()
-        _keep_files_in(self.dir)
+        keep_files_in(self.dir)
         import wandb
 
         self._wandb = wandb
@@ -56,6 +56,8 @@ class WandbTracker:
             tags=[f"{k}={v}" for k, v in run.tags.items()][:20],
             config={},
             reinit="create_new",
+            # The exporter's own output (MLflow's warnings, say) is not the training's console.
+            settings=self._wandb.Settings(console="off"),
         )
 
     def log_params(self, params: Mapping[str, Any]) -> None:
