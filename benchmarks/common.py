@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
-import importlib.metadata
 import json
 import os
-import platform
 import shutil
 import statistics
 import subprocess
@@ -15,38 +12,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from mltrail.bench.machine import machine  # noqa: F401 (re-exported for the benchmarks)
+from mltrail.bench.matrix import wait_quiet  # noqa: F401
+
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
-
-
-def machine() -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem_kb = 0
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal"):
-                mem_kb = int(line.split()[1])
-    except OSError:
-        pass
-    libs = {}
-    for name in ("mltrail", "scikit-learn", "torch", "mlflow", "wandb", "dvc", "numpy", "pandas"):
-        with contextlib.suppress(importlib.metadata.PackageNotFoundError):
-            libs[name] = importlib.metadata.version(name)
-    return {
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kb / 2**20, 1),
-        "python": platform.python_version(),
-        "libraries": libs,
-        "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-    }
 
 
 def run(argv: list[str], cwd: Path) -> tuple[float, float, str]:
@@ -91,23 +61,6 @@ def wait_exported(run_dir: Path, backends: list[str], timeout_s: float = 300) ->
             return states
         time.sleep(0.05)
     raise TimeoutError(f"export of {run_dir} not done in {timeout_s} s")
-
-
-def wait_quiet(run_dir: Path | None = None, timeout_s: float = 120) -> None:
-    """Wait until the run's exporter and any W&B service (``wandb-core``) have exited, so that
-    one measurement's leftovers do not slow the next one."""
-    deadline = time.monotonic() + timeout_s
-    marks = (b"wandb-core", *([str(run_dir).encode()] if run_dir else []))
-    while time.monotonic() < deadline:
-        busy = False
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
-            with contextlib.suppress(OSError):
-                text = cmdline.read_bytes()
-                busy = busy or any(mark in text for mark in marks)
-        if not busy:
-            return
-        time.sleep(0.1)
-    raise TimeoutError(f"the exporter of {run_dir} still runs after {timeout_s} s")
 
 
 def median(values: list[float]) -> float:

@@ -24,6 +24,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from mltrail.bench.tool_runtime import mlflow_runtime_s, wandb_runtime_s
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     BIN,
@@ -91,6 +93,11 @@ def main() -> None:
             wait_quiet(run_dir)
             if any(s["status"] != "done" for s in states.values()):
                 raise RuntimeError(f"export failed: {states}")
+            # Exported whole and finished, read back from each tool (raises otherwise).
+            if "mlflow" in states:
+                mlflow_runtime_s(states["mlflow"]["tracking_uri"], states["mlflow"]["run_id"])
+            if "wandb" in states:
+                wandb_runtime_s(Path(states["wandb"]["run_dir"]))
             result["complete"] = max(s["exported_at"] for s in states.values()) - started
         else:
             result["complete"] = wall

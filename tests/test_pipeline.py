@@ -56,6 +56,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         cifar10={"train_size": 2000, "test_size": 500},
         train_cifar10={"epochs": 1},
         tracking={"wait": True, "retry_for_s": 0},  # exports finish inside each stage
+        bench={"text_rows": 300, "cifar10_train_size": 200, "cifar10_test_size": 100},
     )
     _run(["git", "init", "-q"], root)
     return root
@@ -64,11 +65,11 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 STAGES = [
     "prepare_data_text", "train_text_baseline", "train_text_mlflow", "train_text_wandb",
     "prepare_cifar10", "train_cifar10_baseline", "train_cifar10_mlflow", "train_cifar10_wandb",
-    "clean_models",
+    "bench", "clean_models",
 ]  # fmt: skip
 
 
-def test_repro_runs_all_nine_stages_then_is_a_no_op(project: Path) -> None:
+def test_repro_runs_every_stage_then_is_a_no_op(project: Path) -> None:
     out = _run(["dvc", "repro"], project)
     for stage in STAGES:
         assert f"Running stage '{stage}'" in out

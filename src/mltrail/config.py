@@ -153,6 +153,33 @@ class CleanModelsParams(_Section):
     """Extra folders under models/ (relative, e.g. ``text/handmade``) never to remove."""
 
 
+class BenchParams(_Section):
+    """``mltrail bench``: the tracking comparison matrix (the paper's Tables 2-7)."""
+
+    tasks: tuple[Literal["text", "cifar10"], ...] = ("text", "cifar10")
+    trackers: tuple[str, ...] = ("none", "mlflow", "wandb", "mlflow,wandb")
+    """Tracker specs run through mltrail's tracking layer."""
+    paper_style: tuple[Literal["mlflow", "wandb"], ...] = ("mlflow", "wandb")
+    """Tools also run the paper's way: the client inline in the training."""
+    repeats: int = Field(default=3, gt=0)
+    text_rows: int | None = Field(default=None, gt=0)
+    """IMDB sample size; ``null``: all rows."""
+    cifar10_train_size: int | None = Field(default=None, gt=0)
+    """CIFAR-10 training subset; ``null``: all 50,000."""
+    cifar10_test_size: int | None = Field(default=None, gt=0)
+    """CIFAR-10 test subset; ``null``: all 10,000."""
+
+
+BENCH_PRESETS: dict[str, dict[str, Any]] = {
+    # IMDB 5,000 rows, CIFAR-10 5,000 / 1,000 images, one repetition: about 3 minutes.
+    "quick": {"repeats": 1, "text_rows": 5000, "cifar10_train_size": 5000,
+              "cifar10_test_size": 1000},
+    # All of both datasets, three repetitions: the committed report.
+    "full": {"repeats": 3, "text_rows": None, "cifar10_train_size": None,
+             "cifar10_test_size": None},
+}  # fmt: skip
+
+
 class Params(_Section):
     """The whole of params.yaml."""
 
@@ -163,6 +190,7 @@ class Params(_Section):
     train_cifar10: TrainCifar10Params = TrainCifar10Params()
     tracking: TrackingParams = TrackingParams()
     clean_models: CleanModelsParams = CleanModelsParams()
+    bench: BenchParams = BenchParams()
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
