@@ -265,7 +265,7 @@ def _wait_exported(run_dir: Path, backends: list[str], timeout_s: float = 600) -
     return wait_for_export(run_dir, backends, timeout_s)
 
 
-def wait_quiet(run_dir: Path | None, timeout_s: float = 120) -> None:
+def wait_quiet(run_dir: Path | None = None, timeout_s: float = 120) -> None:
     """Wait until the run's exporter and any W&B service (``wandb-core``) have exited, so one
     cell's leftovers do not slow the next (Linux /proc; elsewhere, no wait)."""
     deadline = time.monotonic() + timeout_s
