@@ -104,8 +104,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         "the process.",
         "- **MLflow-recorded / W&B-recorded**: the runtime the tool itself stored (MLflow: run "
         "end - start in its store; W&B: `_runtime` in its run file, whole seconds). mltrail "
-        "gives MLflow the training's own start and end; W&B accepts no start time, so for "
-        "mltrail's W&B runs it records the export's duration.",
+        "gives MLflow the training's own start and end. W&B accepts no start time: it counts "
+        "from `wandb.init`, which mltrail's exporter calls as the training's run begins, to "
+        "the end of the export, so about the training's own duration too.",
         "",
     ]
     for task in [t for t in ("text", "cifar10") if any(c["cell"]["task"] == t for c in cells)]:

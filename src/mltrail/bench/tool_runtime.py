@@ -5,9 +5,10 @@
   start and end times, so this is the training's duration, not the export's.
 - W&B: the ``_runtime`` of the run's summary in its run file (``wandb/offline-run-*``, what its
   UI shows as Runtime, in whole seconds), read with W&B's own reader, ``wandb leet inspect``.
-  W&B takes a run's start from ``wandb.init`` and accepts no other, so for mltrail's exported
-  runs this is the time the export took, not the training's; the training's own times are in
-  the run's summary (``train_time_s``).
+  W&B takes a run's start from ``wandb.init`` and accepts no other; mltrail's exporter calls
+  it as the training's run begins (it started with the training process), so this spans the
+  training's run up to the end of its export. The training's own times are in the run's
+  summary (``train_time_s``).
 """
 
 from __future__ import annotations
