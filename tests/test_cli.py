@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import yaml
@@ -17,6 +18,7 @@ VERBS = [
     ["tracking", "sync"],
     ["clean", "models"],
     ["params", "show"],
+    ["bench"],
 ]
 
 
@@ -58,3 +60,24 @@ def test_light_import_does_not_pull_heavy_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_serve_without_a_model_says_what_to_give(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for var in ("MLTRAIL_TEXT_MODEL", "MLTRAIL_IMAGE_MODEL", "MLTRAIL_SERVE_SETTINGS"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["serve"]) == 1
+    err = capsys.readouterr().err
+    assert "no model to serve" in err and "--text-model" in err
+
+
+def test_serve_settings_refuse_unknown_keys(tmp_path: Path) -> None:
+    from mltrail.errors import ParamsError
+    from mltrail.serve.settings import load_settings
+
+    path = tmp_path / "serve.yaml"
+    path.write_text("text_model: m\nmax_batch: 0\ntelemetry: {sinks: [kafka]}\n")
+    with pytest.raises(ParamsError) as info:
+        load_settings(path)
+    assert "max_batch" in str(info.value) and "telemetry.sinks.0" in str(info.value)

@@ -134,6 +134,35 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from mltrail.serve.app import create_app
+    from mltrail.serve.settings import load_settings
+
+    settings = load_settings(
+        args.settings,
+        text_model=args.text_model,
+        image_model=args.image_model,
+        host=args.host,
+        port=args.port,
+    )
+    if not settings.text_model and not settings.image_model:
+        raise MltrailError(
+            "no model to serve",
+            hint="give --text-model and/or --image-model (a models/<task>/<tracker> folder)",
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=False,  # per-request lines cost throughput; /metrics and telemetry count them
+        timeout_graceful_shutdown=30,
+        log_level="info",
+    )
+    return 0
+
+
 def cmd_params_show(args: argparse.Namespace) -> int:
     params = _params(args)
     print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
@@ -274,6 +303,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     bench.add_argument("--no-progress", action="store_true", help="no progress bar")
     bench.set_defaults(handler=cmd_bench)
+
+    serve = verbs.add_parser(
+        "serve",
+        help="serve models over HTTP (FastAPI + uvicorn), with telemetry and /metrics",
+        description="Settings come from --settings (YAML; or $MLTRAIL_SERVE_SETTINGS), the "
+        "environment (MLTRAIL_TEXT_MODEL, MLTRAIL_IMAGE_MODEL, MLTRAIL_API_KEY, "
+        "MLTRAIL_IMAGE_TAG, MLTRAIL_POINTER_FILE), then these options.",
+    )
+    serve.add_argument("--settings", type=Path, help="server settings file (YAML)")
+    serve.add_argument("--text-model", help="model folder, runs:/... or models:/name@alias")
+    serve.add_argument("--image-model", help="model folder, runs:/... or models:/name@alias")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000; 80 in the container)")
+    serve.set_defaults(handler=cmd_serve)
 
     params = verbs.add_parser("params", help="inspect params")
     params_what = params.add_subparsers(dest="what", required=True, metavar="WHAT")

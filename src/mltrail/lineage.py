@@ -84,6 +84,8 @@ def build_manifest(
     tracking: Mapping[str, Any],
     metrics: Mapping[str, float],
     timings: Mapping[str, float],
+    flavor: str = "",
+    model_info: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     return {
         "task": task,
@@ -93,7 +95,13 @@ def build_manifest(
         "params": dict(params),
         "params_sha256": params_hash(params),
         "data": data_hashes(data_dir),
-        "model": {"file": model_file.name, "sha256": sha256_file(model_file)},
+        "model": {
+            "file": model_file.name,
+            "sha256": sha256_file(model_file),
+            "flavor": flavor,
+            # What serving needs to load and answer: classes, architecture, input format.
+            "info": {k: v for k, v in (model_info or {}).items() if k != "pip_requirements"},
+        },
         "tracking": dict(tracking),
         "metrics": dict(metrics),
         "timings": dict(timings),

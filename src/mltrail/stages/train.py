@@ -94,6 +94,8 @@ def run_training(
                 tracking=run.refs(),
                 metrics=fitted.metrics,
                 timings=fitted.timings | {"stage_s": time.perf_counter() - started},
+                flavor=fitted.flavor,
+                model_info=fitted.model_info,
             )
             write_json(tmp / METRICS, fitted.metrics)
             write_json(tmp / MANIFEST, manifest)

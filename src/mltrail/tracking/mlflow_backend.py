@@ -15,6 +15,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from mltrail.lineage import MANIFEST
 from mltrail.tracking.base import ModelRef, RunStart, Status
 
 RUN_ID_TAG = "mltrail.run_id"
@@ -83,7 +84,14 @@ class MlflowTracker:
             self.client.log_artifact(self.run_id, str(path))
 
     def log_model(self, model: ModelRef) -> None:
-        """Log ``model`` so the MLflow UI shows it and ``mlflow.pyfunc.load_model`` serves it."""
+        """Log ``model`` so the MLflow UI shows it and ``mlflow.pyfunc.load_model`` serves it,
+        and mltrail's own files (model file + manifest) as ``mltrail-model``, which
+        ``mltrail serve`` loads from ``runs:/`` or ``models:/`` URIs without unpickling."""
+        for name in (model.file, MANIFEST):
+            if (model.path / name).is_file():
+                self.client.log_artifact(
+                    self.run_id, str(model.path / name), artifact_path="mltrail-model"
+                )
         mlflow.set_tracking_uri(self.tracking_uri)
         requirements = list(model.info.get("pip_requirements", []))
         with mlflow.start_run(run_id=self.run_id):

@@ -1,0 +1,101 @@
+"""Server settings: a YAML file (``--settings`` or ``$MLTRAIL_SERVE_SETTINGS``), then the
+environment, then the command line. Secrets (the API key) come from the environment or the
+file, never from a command line (it would show in ``ps``)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from mltrail.errors import ParamsError
+
+SinkName = Literal["sqlite", "wandb", "mlflow"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class TelemetrySettings(_Strict):
+    """Where prediction records go, and how they get there."""
+
+    sinks: list[SinkName] = ["sqlite"]
+    """Any of ``sqlite`` (the local store the monitor reads), ``wandb`` (offline by default, as
+    the paper), ``mlflow``; ``[]`` turns telemetry off."""
+    sqlite_path: str = "telemetry.db"
+    queue_size: int = Field(default=100_000, gt=0)
+    """Records waiting for the writer; when full, new records are dropped and counted."""
+    batch_size: int = Field(default=1000, gt=0)
+    flush_interval_s: float = Field(default=0.2, gt=0)
+    retry_buffer: int = Field(default=1_000_000, gt=0)
+    """Records kept per sink while it is down; beyond that the oldest are dropped and counted."""
+    spill_dir: str = ".mltrail/telemetry-spill"
+    """Records a sink still had not taken at shutdown are written here and sent on next start."""
+    wandb_project: str = "mltrail-serving"
+    wandb_mode: Literal["offline", "online"] = "offline"
+    wandb_dir: str = "."
+    mlflow_uri: str = "sqlite:///mlflow.db"
+    mlflow_experiment: str = "mltrail-serving"
+
+
+class ServeSettings(_Strict):
+    text_model: str | None = None
+    """A model folder written by ``mltrail train text``, or ``runs:/<id>/mltrail-model``,
+    or ``models:/<name>@<alias>`` (MLflow)."""
+    image_model: str | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=0, le=65535)
+    api_key: str | None = None
+    """Bearer token required by predict, feedback and admin; from ``$MLTRAIL_API_KEY``."""
+    max_body_bytes: int = Field(default=1_000_000, gt=0)
+    """Larger requests get 413 before they are read."""
+    max_batch: int = Field(default=256, gt=0)
+    max_text_chars: int = Field(default=100_000, gt=0)
+    pointer_file: str | None = None
+    """A JSON file ``{"text": ..., "image": ...}``; when it changes the server reloads."""
+    image_tag: str | None = None
+    """The container image tag, shown by /version; from ``$MLTRAIL_IMAGE_TAG``."""
+    log_inputs: bool = False
+    """Log raw inputs (texts, pixel arrays) in the server log; off: they are never logged."""
+    telemetry: TelemetrySettings = TelemetrySettings()
+
+
+ENV = {
+    "MLTRAIL_TEXT_MODEL": "text_model",
+    "MLTRAIL_IMAGE_MODEL": "image_model",
+    "MLTRAIL_API_KEY": "api_key",
+    "MLTRAIL_IMAGE_TAG": "image_tag",
+    "MLTRAIL_POINTER_FILE": "pointer_file",
+}
+
+
+def load_settings(path: Path | None = None, **overrides: object) -> ServeSettings:
+    """Settings from ``path`` (or ``$MLTRAIL_SERVE_SETTINGS``), the environment, ``overrides``."""
+    values: dict[str, object] = {}
+    path = path or (Path(p) if (p := os.environ.get("MLTRAIL_SERVE_SETTINGS")) else None)
+    if path is not None:
+        try:
+            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ParamsError(f"cannot read server settings {path}: {exc}") from None
+        if not isinstance(loaded, dict):
+            raise ParamsError(f"{path}: expected a mapping of settings")
+        values |= loaded
+    for var, key in ENV.items():
+        if os.environ.get(var):
+            values[key] = os.environ[var]
+    values |= {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return ServeSettings.model_validate(values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+        )
+        raise ParamsError(
+            f"invalid server settings: {problems}",
+            hint=f"valid keys: {', '.join(ServeSettings.model_fields)}",
+        ) from None

@@ -1,0 +1,380 @@
+"""Telemetry: one record per prediction (and per feedback), never in the request's way.
+
+A request only appends its record to a bounded in-memory queue (``put_nowait``: no I/O, no
+lock held across I/O). One writer thread drains the queue in batches and hands each batch to
+every sink. A sink that fails keeps its records in its own retry buffer and is tried again
+with backoff, so a store that is down loses nothing; only a full queue or a full retry buffer
+drops records, and every drop is counted (``/metrics``). On shutdown the writer drains the
+queue and flushes every sink; what a sink still refuses is spilled to a JSONL file and sent
+first on the next start.
+
+Sinks: ``sqlite`` (the local store ``mltrail monitor`` reads; idempotent inserts keyed by the
+prediction id, so a retried batch never doubles a record), ``wandb`` (one ``wandb.log`` per
+record in an offline run, the paper's way), ``mlflow`` (metrics of a serving run).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import queue
+import sqlite3
+import threading
+import time
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from mltrail.serve.settings import TelemetrySettings
+
+log = logging.getLogger("mltrail.telemetry")
+
+
+@dataclass(frozen=True)
+class Prediction:
+    prediction_id: str
+    time: float
+    endpoint: str
+    model_version: str
+    label: int
+    class_name: str
+    confidence: float
+    inference_ms: float
+    profile: dict[str, float] = field(default_factory=dict)
+    kind: str = "prediction"
+
+
+@dataclass(frozen=True)
+class Feedback:
+    prediction_id: str
+    time: float
+    label: int
+    kind: str = "feedback"
+
+
+Record = Prediction | Feedback
+
+
+def record_from_dict(values: dict[str, Any]) -> Record:
+    values = dict(values)
+    if values.pop("kind", "prediction") == "feedback":
+        return Feedback(**values)
+    return Prediction(**values)
+
+
+class Sink(Protocol):
+    name: str
+
+    def write(self, records: Sequence[Record]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class SqliteSink:
+    """The local telemetry store: two tables, WAL mode, one transaction per batch."""
+
+    name = "sqlite"
+    SCHEMA = """
+    CREATE TABLE IF NOT EXISTS predictions (
+        prediction_id TEXT PRIMARY KEY, time REAL NOT NULL, endpoint TEXT NOT NULL,
+        model_version TEXT NOT NULL, label INTEGER NOT NULL, class_name TEXT NOT NULL,
+        confidence REAL NOT NULL, inference_ms REAL NOT NULL, profile TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
+    CREATE TABLE IF NOT EXISTS feedback (
+        prediction_id TEXT NOT NULL, time REAL NOT NULL, label INTEGER NOT NULL,
+        PRIMARY KEY (prediction_id, time));
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn: sqlite3.Connection | None = None
+
+    def _connect(self) -> sqlite3.Connection:
+        if self._conn is None:
+            conn = sqlite3.connect(self.path, timeout=30, check_same_thread=False)
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.executescript(self.SCHEMA)
+            self._conn = conn
+        return self._conn
+
+    def write(self, records: Sequence[Record]) -> None:
+        conn = self._connect()
+        predictions = [
+            (r.prediction_id, r.time, r.endpoint, r.model_version, r.label, r.class_name,
+             r.confidence, r.inference_ms, json.dumps(r.profile))
+            for r in records if isinstance(r, Prediction)
+        ]  # fmt: skip
+        feedback = [(r.prediction_id, r.time, r.label) for r in records if isinstance(r, Feedback)]
+        with conn:  # one transaction: all of the batch or none of it
+            conn.executemany(
+                "INSERT OR IGNORE INTO predictions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)", predictions
+            )
+            conn.executemany("INSERT OR IGNORE INTO feedback VALUES (?, ?, ?)", feedback)
+
+    def has_prediction(self, prediction_id: str) -> bool:
+        conn = sqlite3.connect(self.path, timeout=30)
+        try:
+            row = conn.execute(
+                "SELECT 1 FROM predictions WHERE prediction_id = ?", (prediction_id,)
+            ).fetchone()
+        except sqlite3.OperationalError:  # no table yet: nothing stored
+            return False
+        finally:
+            conn.close()
+        return row is not None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+class WandbSink:
+    """The paper's serving telemetry: each prediction logged to a W&B run (offline here)."""
+
+    name = "wandb"
+
+    def __init__(self, settings: TelemetrySettings) -> None:
+        from mltrail.tracking.wandb_backend import keep_files_in
+
+        root = Path(settings.wandb_dir).resolve()
+        keep_files_in(root)
+        import wandb
+
+        self._run = wandb.init(
+            project=settings.wandb_project,
+            mode=settings.wandb_mode,
+            dir=str(root),
+            job_type="serving",
+            settings=wandb.Settings(console="off"),
+            reinit="create_new",
+        )
+
+    def write(self, records: Sequence[Record]) -> None:
+        for r in records:
+            if isinstance(r, Prediction):
+                self._run.log({
+                    "endpoint": r.endpoint, "prediction": r.label, "class_name": r.class_name,
+                    "confidence": r.confidence, "inference_ms": r.inference_ms,
+                    "model_version": r.model_version,
+                    **{f"input/{k}": v for k, v in r.profile.items()},
+                })  # fmt: skip
+            else:
+                self._run.log({"feedback_label": r.label})
+
+    def close(self) -> None:
+        self._run.finish()
+
+
+class MlflowSink:
+    """A serving run in MLflow: confidence and inference time per prediction, as metrics."""
+
+    name = "mlflow"
+
+    def __init__(self, settings: TelemetrySettings) -> None:
+        from mlflow.tracking import MlflowClient
+
+        self._client = MlflowClient(settings.mlflow_uri)
+        found = self._client.get_experiment_by_name(settings.mlflow_experiment)
+        experiment = (
+            found.experiment_id
+            if found
+            else self._client.create_experiment(settings.mlflow_experiment)
+        )
+        self._run_id = self._client.create_run(experiment, run_name="serving").info.run_id
+        self._step = 0
+
+    def write(self, records: Sequence[Record]) -> None:
+        from mlflow.entities import Metric
+
+        metrics = []
+        for r in records:
+            if isinstance(r, Prediction):
+                ms = int(r.time * 1000)
+                metrics += [
+                    Metric("confidence", r.confidence, ms, self._step),
+                    Metric("inference_ms", r.inference_ms, ms, self._step),
+                    Metric("prediction", float(r.label), ms, self._step),
+                ]
+                self._step += 1
+        for i in range(0, len(metrics), 999):  # MLflow takes at most 1000 per batch
+            self._client.log_batch(self._run_id, metrics=metrics[i : i + 999])
+
+    def close(self) -> None:
+        self._client.set_terminated(self._run_id)
+
+
+def build_sinks(settings: TelemetrySettings) -> list[Sink]:
+    sinks: list[Sink] = []
+    for name in settings.sinks:
+        if name == "sqlite":
+            sinks.append(SqliteSink(Path(settings.sqlite_path)))
+        elif name == "wandb":
+            sinks.append(WandbSink(settings))
+        else:
+            sinks.append(MlflowSink(settings))
+    return sinks
+
+
+@dataclass
+class Counters:
+    """What /metrics shows about telemetry (read by the Prometheus collector)."""
+
+    submitted: int = 0
+    dropped_queue_full: int = 0
+    exported: dict[str, int] = field(default_factory=dict)
+    dropped_retry_full: dict[str, int] = field(default_factory=dict)
+    failures: dict[str, int] = field(default_factory=dict)
+    pending: dict[str, int] = field(default_factory=dict)
+
+
+class _SinkState:
+    def __init__(self, sink: Sink, capacity: int) -> None:
+        self.sink = sink
+        self.buffer: deque[Record] = deque()
+        self.capacity = capacity
+        self.next_try = 0.0
+        self.backoff = 0.5
+
+
+class Telemetry:
+    """The bounded queue and its writer thread."""
+
+    def __init__(self, settings: TelemetrySettings, sinks: Sequence[Sink]) -> None:
+        self.settings = settings
+        self.queue: queue.Queue[Record] = queue.Queue(maxsize=settings.queue_size)
+        self.counters = Counters()
+        self._states = [_SinkState(s, settings.retry_buffer) for s in sinks]
+        for state in self._states:
+            self.counters.exported[state.sink.name] = 0
+            self.counters.dropped_retry_full[state.sink.name] = 0
+            self.counters.failures[state.sink.name] = 0
+        self._count_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="telemetry", daemon=True)
+        self._spill = Path(settings.spill_dir)
+
+    # -- the request side: never blocks --------------------------------------------------------
+
+    def submit(self, record: Record) -> bool:
+        if not self._states:
+            return True
+        try:
+            self.queue.put_nowait(record)
+        except queue.Full:
+            with self._count_lock:
+                self.counters.dropped_queue_full += 1
+            return False
+        with self._count_lock:
+            self.counters.submitted += 1
+        return True
+
+    # -- the writer ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        for state in self._states:
+            state.buffer.extend(self._read_spill(state.sink.name))
+        self._thread.start()
+
+    def _take_batch(self, wait_s: float) -> list[Record]:
+        batch: list[Record] = []
+        with contextlib.suppress(queue.Empty):
+            batch.append(self.queue.get(timeout=wait_s))
+            while len(batch) < self.settings.batch_size:
+                batch.append(self.queue.get_nowait())
+        return batch
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            batch = self._take_batch(self.settings.flush_interval_s)
+            self._deliver(batch)
+
+    def _deliver(self, batch: list[Record], force: bool = False) -> None:
+        for state in self._states:
+            name = state.sink.name
+            state.buffer.extend(batch)
+            overflow = len(state.buffer) - state.capacity
+            for _ in range(max(overflow, 0)):  # only a full buffer drops, oldest first
+                state.buffer.popleft()
+                self.counters.dropped_retry_full[name] += 1
+            if not state.buffer or (not force and time.monotonic() < state.next_try):
+                continue
+            while state.buffer:
+                chunk = list(_first(state.buffer, self.settings.batch_size))
+                try:
+                    state.sink.write(chunk)
+                except Exception as exc:  # a sink's failure must not stop the others
+                    self.counters.failures[name] += 1
+                    state.next_try = time.monotonic() + state.backoff
+                    state.backoff = min(state.backoff * 2, 30.0)
+                    log.warning(
+                        "telemetry sink %s failed (%s: %s); %d records kept for retry",
+                        name, type(exc).__name__, exc, len(state.buffer),
+                    )  # fmt: skip
+                    break
+                for _ in chunk:
+                    state.buffer.popleft()
+                self.counters.exported[name] += len(chunk)
+                state.backoff = 0.5
+        for state in self._states:
+            self.counters.pending[state.sink.name] = len(state.buffer)
+
+    def close(self, timeout_s: float = 30.0) -> None:
+        """Drain the queue, flush every sink (retrying until ``timeout_s``), spill the rest."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch = self._take_batch(0.0)
+            while self.queue.qsize():
+                batch += self._take_batch(0.0)
+            self._deliver(batch, force=True)
+            if not any(s.buffer for s in self._states) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        for state in self._states:
+            if state.buffer:
+                self._write_spill(state.sink.name, state.buffer)
+                log.warning(
+                    "telemetry sink %s still down at shutdown: %d records spilled to %s",
+                    state.sink.name, len(state.buffer), self._spill,
+                )  # fmt: skip
+            with contextlib.suppress(Exception):
+                state.sink.close()
+
+    # -- spill files: what a sink had not taken at shutdown ------------------------------------
+
+    def _spill_path(self, sink: str) -> Path:
+        return self._spill / f"{sink}.jsonl"
+
+    def _write_spill(self, sink: str, records: Iterable[Record]) -> None:
+        self._spill.mkdir(parents=True, exist_ok=True)
+        with self._spill_path(sink).open("a", encoding="utf-8") as f:
+            for record in records:
+                f.write(json.dumps(asdict(record)) + "\n")
+            f.flush()
+
+    def _read_spill(self, sink: str) -> list[Record]:
+        path = self._spill_path(sink)
+        if not path.is_file():
+            return []
+        records = [record_from_dict(json.loads(line)) for line in path.read_text().splitlines()]
+        path.unlink()  # now in the sink's retry buffer; spilled again if still undelivered
+        log.info("telemetry sink %s: %d spilled records to send", sink, len(records))
+        return records
+
+    @property
+    def depth(self) -> int:
+        return self.queue.qsize()
+
+
+def _first(items: deque[Record], n: int) -> Iterator[Record]:
+    for i, item in enumerate(items):
+        if i >= n:
+            return
+        yield item

@@ -1,0 +1,51 @@
+"""Loading a model to serve: verified against its manifest first, never unpickled."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from mltrail.models.text import load_text_model
+from mltrail.serve.loading import ModelLoadError, load, verify
+
+
+def test_a_served_text_model_predicts_as_the_offline_model(model_dirs: dict[str, Path]) -> None:
+    served = load(str(model_dirs["text"]), "text")
+    offline = load_text_model(model_dirs["text"] / "model.npz")
+    texts = ["a good film", "a bad film", "something else entirely"]
+    assert np.allclose(served.predict_proba(texts), offline.predict_proba(texts))
+    assert served.classes == ["0", "1"]
+    profile = served.profile(["good film zzzunknownzzz"])[0]
+    assert profile["tokens"] == 3 and profile["oov_rate"] == pytest.approx(1 / 3)
+
+
+def test_a_changed_model_file_is_refused(model_dirs: dict[str, Path], tmp_path: Path) -> None:
+    copy = tmp_path / "m"
+    shutil.copytree(model_dirs["text"], copy)
+    with (copy / "model.npz").open("r+b") as f:
+        f.seek(100)
+        f.write(b"\xff\xff")
+    with pytest.raises(ModelLoadError, match="changed after training; refusing to load"):
+        verify(copy)
+
+
+def test_a_missing_model_file_or_manifest_is_refused(
+    model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    copy = tmp_path / "m"
+    shutil.copytree(model_dirs["image"], copy)
+    (copy / "model.pt").unlink()
+    with pytest.raises(ModelLoadError, match=r"model\.pt is missing") as info:
+        load(str(copy), "image")
+    assert "dvc pull" in str(info.value)
+    (copy / "manifest.json").unlink()
+    with pytest.raises(ModelLoadError, match=r"has no manifest\.json"):
+        load(str(copy), "image")
+
+
+def test_a_model_of_the_wrong_kind_is_refused(model_dirs: dict[str, Path]) -> None:
+    with pytest.raises(ModelLoadError, match="is a text model, not an image model"):
+        load(str(model_dirs["text"]), "image")
