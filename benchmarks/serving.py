@@ -157,7 +157,9 @@ def main() -> None:
     run_dir = Path(json.loads((model / "manifest.json").read_text())["tracking"]["journal"])
     state = wait_exported(run_dir, ["mlflow"])["mlflow"]
     env = os.environ | {"MLFLOW_TRACKING_URI": state["tracking_uri"],
-                        "MLFLOW_DISABLE_TELEMETRY": "true"}  # fmt: skip
+                        "MLFLOW_DISABLE_TELEMETRY": "true",
+                        # MLflow's server starts `uvicorn` by name: the venv's must be found.
+                        "PATH": f"{BIN}{os.pathsep}{os.environ['PATH']}"}  # fmt: skip
     results: dict[str, Any] = {}
 
     port = free_port()
