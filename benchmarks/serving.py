@@ -263,7 +263,9 @@ def report(results: dict[str, Any], args: argparse.Namespace) -> None:
         f" p99 latency: **{ratios['p99_vs_mlflow']:.2f}x** of MLflow's.",
         f"- Telemetry on / off throughput: **{ratios['telemetry_on_vs_off']:.3f}**.",
         f"- Telemetry records stored: {tele['telemetry_records']} for "
-        f"{tele['answered_requests_incl_single']} answered requests (load + single + warm-up).",
+        f"{tele['answered_requests_incl_single']} answered requests (load + single + warm-up; "
+        f"wrk stops counting with up to {args.connections} requests in flight, one per "
+        "connection, which the server still answers and records).",
     ]
     (out / "serving.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

@@ -98,3 +98,62 @@ def load_text_model(path: Path) -> Pipeline:
     classifier.coef_, classifier.intercept_, classifier.classes_ = coef, intercept, classes
     classifier.n_features_in_ = coef.shape[1]
     return Pipeline([("tfidf", vectorizer), ("clf", classifier)])
+
+
+class TextScorer:
+    """The pipeline's ``predict_proba`` for a few documents at a time, without scikit-learn's
+    per-call overhead (input validation, sparse matrix assembly: ~0.3 ms for one document,
+    most of a served request). Same analyzer, vocabulary, IDF, normalisation and coefficients,
+    so the same probabilities (tests compare them); the tokens of each document come out
+    too, for the serving profile (length, out-of-vocabulary rate) at no extra cost.
+
+    The classifier is read as mltrail trains it: LogisticRegression with its default solver,
+    so a sigmoid for two classes and a softmax (multinomial) for more.
+    """
+
+    def __init__(self, model: Pipeline) -> None:
+        vectorizer: TfidfVectorizer = model.named_steps["tfidf"]
+        classifier: LogisticRegression = model.named_steps["clf"]
+        self.analyze = vectorizer.build_analyzer()
+        self.vocabulary: dict[str, int] = dict(vectorizer.vocabulary_)
+        self.idf = np.asarray(vectorizer.idf_, dtype=np.float64) if vectorizer.use_idf else None
+        self.binary = bool(vectorizer.binary)
+        self.sublinear = bool(vectorizer.sublinear_tf)
+        self.norm = vectorizer.norm
+        self.coef_t = np.ascontiguousarray(classifier.coef_.T, dtype=np.float64)
+        self.intercept = np.asarray(classifier.intercept_, dtype=np.float64)
+
+    def score(self, texts: list[str]) -> tuple[np.ndarray, list[tuple[int, int]]]:
+        """Class probabilities (one row per text) and (tokens, known tokens) per text."""
+        logits = np.empty((len(texts), self.coef_t.shape[1]))
+        counts = []
+        for row, text in enumerate(texts):
+            tokens = self.analyze(text)
+            tf: dict[int, int] = {}
+            for token in tokens:
+                index = self.vocabulary.get(token)
+                if index is not None:
+                    tf[index] = tf.get(index, 0) + 1
+            counts.append((len(tokens), sum(tf.values())))
+            if not tf:
+                logits[row] = self.intercept
+                continue
+            indices = np.fromiter(tf.keys(), dtype=np.intp, count=len(tf))
+            values = np.fromiter(tf.values(), dtype=np.float64, count=len(tf))
+            if self.binary:
+                values[:] = 1.0
+            elif self.sublinear:
+                values = np.log(values) + 1.0
+            if self.idf is not None:
+                values *= self.idf[indices]
+            if self.norm == "l2":
+                values /= np.sqrt(values @ values)
+            elif self.norm == "l1":
+                values /= np.abs(values).sum()
+            logits[row] = values @ self.coef_t[indices] + self.intercept
+        if logits.shape[1] == 1:  # two classes: sigmoid of the one decision
+            positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
+            return np.column_stack([1.0 - positive, positive]), counts
+        logits -= logits.max(axis=1, keepdims=True)
+        exp = np.exp(logits)
+        return exp / exp.sum(axis=1, keepdims=True), counts

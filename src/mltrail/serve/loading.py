@@ -41,8 +41,11 @@ class LoadedModel:
     source: str
     manifest: dict[str, Any]
     classes: list[str]
-    predict_proba: Callable[[Any], NDArray[np.float64]]
-    profile: Callable[[Any], list[Profile]]
+    predict: Callable[[Any], tuple[NDArray[np.float64], list[Profile]]]
+    """Inputs -> (class probabilities, one row per input; the input profiles)."""
+
+    def predict_proba(self, inputs: Any) -> NDArray[np.float64]:
+        return self.predict(inputs)[0]
 
     @property
     def version(self) -> str:
@@ -120,29 +123,20 @@ def load(source: str, kind: str) -> LoadedModel:
 def _load_text(
     source: str, manifest: dict[str, Any], classes: list[str], model_file: Path
 ) -> LoadedModel:
-    from mltrail.models.text import load_text_model
+    from mltrail.models.text import TextScorer, load_text_model
 
-    pipeline = load_text_model(model_file)
-    vectorizer = pipeline.named_steps["tfidf"]
-    vocabulary = vectorizer.vocabulary_
-    analyze = vectorizer.build_analyzer()
+    scorer = TextScorer(load_text_model(model_file))
 
-    def profile(texts: Sequence[str]) -> list[Profile]:
-        found = []
-        for text in texts:
-            tokens = analyze(text)
-            unknown = sum(1 for t in tokens if t not in vocabulary)
-            found.append({
-                "chars": float(len(text)),
-                "tokens": float(len(tokens)),
-                "oov_rate": unknown / len(tokens) if tokens else 1.0,
-            })  # fmt: skip
-        return found
+    def predict(texts: Sequence[str]) -> tuple[NDArray[np.float64], list[Profile]]:
+        probs, counts = scorer.score(list(texts))
+        profiles = [
+            {"chars": float(len(t)), "tokens": float(n),
+             "oov_rate": (n - known) / n if n else 1.0}
+            for t, (n, known) in zip(texts, counts, strict=True)
+        ]  # fmt: skip
+        return probs, profiles
 
-    def predict_proba(texts: Sequence[str]) -> NDArray[np.float64]:
-        return np.asarray(pipeline.predict_proba(list(texts)), dtype=np.float64)
-
-    return LoadedModel("text", source, manifest, classes, predict_proba, profile)
+    return LoadedModel("text", source, manifest, classes, predict)
 
 
 def _load_image(
@@ -155,10 +149,11 @@ def _load_image(
     model = load_cnn(model_file, arch)
     lock = threading.Lock()  # one forward pass at a time: torch already uses every core
 
-    def predict_proba(images: NDArray[np.float32]) -> NDArray[np.float64]:
+    def predict(images: NDArray[np.float32]) -> tuple[NDArray[np.float64], list[Profile]]:
         with lock, torch.inference_mode():
             logits = model(torch.from_numpy(np.ascontiguousarray(images)))
-            return torch.softmax(logits, dim=1).double().numpy()
+            probs = torch.softmax(logits, dim=1).double().numpy()
+        return probs, profile(images)
 
     def profile(images: NDArray[np.float32]) -> list[Profile]:
         found = []
@@ -172,4 +167,4 @@ def _load_image(
             })  # fmt: skip
         return found
 
-    return LoadedModel("image", source, manifest, classes, predict_proba, profile)
+    return LoadedModel("image", source, manifest, classes, predict)
