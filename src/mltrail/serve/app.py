@@ -260,7 +260,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             "requestBody": {
                 "required": True,
                 "content": {
-                    "application/json": {"schema": {"$ref": "#/components/schemas/ImageRequest"}},
+                    "application/json": {"schema": schemas.ImageRequest.model_json_schema()},
                     "multipart/form-data": {
                         "schema": {
                             "type": "object",
@@ -398,12 +398,15 @@ async def _read_images(request: Request, settings: ServeSettings) -> tuple[Any, 
         try:
             body = schemas.ImageRequest.model_validate_json(await request.body())
         except ValidationError as exc:
-            raise HTTPException(422, exc.errors(include_url=False, include_context=False)) from None
-        arrays = np.asarray(_items(body), dtype=np.float32)
+            errors = exc.errors(include_url=False, include_context=False, include_input=False)
+            raise HTTPException(422, errors) from None
+        try:
+            arrays = np.asarray(_items(body), dtype=np.float32)
+        except ValueError:  # ragged nesting: rows or pixels of different lengths
+            arrays = np.zeros((0,))
         if arrays.ndim != 4 or arrays.shape[1:] != (32, 32, 3):
-            raise HTTPException(
-                422, f"images must be 32 x 32 x 3 (height, width, RGB); got {arrays.shape[1:]}"
-            )
+            got = arrays.shape[1:] if arrays.ndim > 1 else "ragged or empty arrays"
+            raise HTTPException(422, f"images must be 32 x 32 x 3 (height, width, RGB); got {got}")
         if arrays.max(initial=0.0) > 1.0:
             arrays = arrays / 255.0
         if settings.log_inputs:
