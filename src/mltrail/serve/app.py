@@ -403,7 +403,7 @@ async def _read_images(request: Request, settings: ServeSettings) -> tuple[Any, 
         try:
             arrays = np.asarray(_items(body), dtype=np.float32)
         except ValueError:  # ragged nesting: rows or pixels of different lengths
-            arrays = np.zeros((0,))
+            arrays = np.zeros((0,), dtype=np.float32)
         if arrays.ndim != 4 or arrays.shape[1:] != (32, 32, 3):
             got = arrays.shape[1:] if arrays.ndim > 1 else "ragged or empty arrays"
             raise HTTPException(422, f"images must be 32 x 32 x 3 (height, width, RGB); got {got}")
