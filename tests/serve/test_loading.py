@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -71,3 +72,39 @@ def test_the_text_scorer_gives_the_pipelines_probabilities(
     probs, counts = TextScorer(model).score(queries)
     assert np.allclose(probs, model.predict_proba(queries), rtol=1e-10, atol=1e-12)
     assert counts[-3][1] == 0 and counts[-2] == (0, 0)
+
+
+def test_a_model_is_served_from_mlflow_by_run_and_by_registered_alias(
+    text_data: Path, make_params: Any, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``runs:/<id>/mltrail-model`` and ``models:/<name>@<alias>``: mltrail's own files,
+    logged beside MLflow's flavor, fetched from the store and verified like a folder."""
+    from mlflow.tracking import MlflowClient
+
+    from mltrail.stages import train_text
+
+    uri = f"sqlite:///{workdir / 'mlflow.db'}"
+    params = make_params(f"tracking.mlflow_uri={uri}", "tracking.wait=true")
+    manifest = train_text.run(params, "mlflow", text_data, workdir / "model")
+    run_id = _mlflow_run_id(workdir, manifest)
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    by_run = load(f"runs:/{run_id}/mltrail-model", "text")
+    assert by_run.manifest["model"]["sha256"] == manifest["model"]["sha256"]
+    client = MlflowClient(uri)
+    client.create_registered_model("imdb")
+    version = client.create_model_version("imdb", f"runs:/{run_id}/model", run_id=run_id)
+    client.set_registered_model_alias("imdb", "champion", version.version)
+    by_alias = load("models:/imdb@champion", "text")
+    texts = ["a good film", "a bad film"]
+    assert np.allclose(by_alias.predict_proba(texts), by_run.predict_proba(texts))
+    assert load("models:/imdb/1", "text").version == by_run.version
+    with pytest.raises(ModelLoadError, match="cannot fetch models:/imdb@nobody"):
+        load("models:/imdb@nobody", "text")
+
+
+def _mlflow_run_id(workdir: Path, manifest: dict[str, Any]) -> str:
+    from mltrail.tracking.journal import read_state
+
+    state = read_state(Path(manifest["tracking"]["journal"]), "mlflow")
+    assert state is not None and state["status"] == "done"
+    return str(state["run_id"])

@@ -269,6 +269,8 @@ def test_sigterm_under_load_completes_requests_and_stores_every_record(
         profile = json.loads(conn.execute("SELECT profile FROM predictions").fetchone()[0])
     assert stored == ok
     assert set(profile) == {"chars", "tokens", "oov_rate"}
+    log = server.log.read_text()
+    assert "test-key-123" not in log and TEXTS[0] not in log  # no secrets, no raw inputs
 
 
 def test_sustained_load_at_64_connections_then_sigterm_loses_nothing(

@@ -3,10 +3,13 @@ drops only when full and counted."""
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+
+import pytest
 
 from mltrail.serve.settings import TelemetrySettings
 from mltrail.serve.telemetry import Feedback, Prediction, Record, SqliteSink, Telemetry
@@ -124,3 +127,97 @@ def test_a_full_retry_buffer_drops_the_oldest_and_counts(tmp_path: Path) -> None
     flaky.down = False
     telemetry.close()
     assert [r.prediction_id for r in flaky.stored] == ["p2", "p3", "p4", "p5"]
+
+
+def test_the_wandb_and_mlflow_sinks_hold_the_records(tmp_path: Path) -> None:
+    """The real clients: W&B offline (read back with W&B's own reader), MLflow's store."""
+    from mlflow.tracking import MlflowClient
+
+    from mltrail.bench.tool_runtime import wandb_inspect
+    from mltrail.serve.telemetry import build_sinks
+
+    settings = _settings(
+        tmp_path,
+        sinks=["wandb", "mlflow"],
+        wandb_dir=str(tmp_path),
+        mlflow_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+    )
+    telemetry = Telemetry(settings, build_sinks(settings))
+    telemetry.start()
+    for i in range(5):
+        telemetry.submit(_prediction(i))
+    telemetry.close()
+    assert telemetry.counters.exported == {"wandb": 5, "mlflow": 5}
+    (run_dir,) = (tmp_path / "wandb").glob("offline-run-*")
+    found = wandb_inspect(run_dir)
+    assert found["state"] == "finished" and found["summary"]["confidence"] == 0.9
+    assert found["summary"]["input/chars"] == 10.0
+    client = MlflowClient(settings.mlflow_uri)
+    (experiment,) = [e for e in client.search_experiments() if e.name == "mltrail-serving"]
+    (run,) = client.search_runs([experiment.experiment_id])
+    history = client.get_metric_history(run.info.run_id, "prediction")
+    assert [m.value for m in sorted(history, key=lambda m: m.step)] == [0, 1, 0, 1, 0]
+    assert run.info.status == "FINISHED"
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL (127.0.0.1:5432, trust auth)."""
+    import uuid
+
+    psycopg = pytest.importorskip("psycopg")
+    admin = os.environ.get("MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+    name = f"mltrail_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield admin.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_the_postgres_sink_stores_batches_once_and_answers_lookups(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    import psycopg
+
+    from mltrail.serve.telemetry import PostgresSink
+
+    sink = PostgresSink(postgres_dsn)
+    telemetry = Telemetry(_settings(tmp_path, batch_size=9), [sink])
+    telemetry.start()
+    for i in range(40):
+        telemetry.submit(_prediction(i))
+    telemetry.submit(Feedback("p7", time.time(), 0))
+    telemetry.close()
+    sink.write([_prediction(3), _prediction(4)])  # a retried batch: stored once
+    other = PostgresSink(postgres_dsn)  # a second replica: the schema is already there
+    other.write([_prediction(99)])
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM predictions").fetchone() == (41,)
+        assert conn.execute("SELECT label FROM feedback").fetchall() == [(0,)]
+        assert conn.execute("SELECT version FROM mltrail_telemetry_schema").fetchall() == [(1,)]
+        profile = conn.execute("SELECT profile FROM predictions LIMIT 1").fetchone()[0]
+    assert profile == {"chars": 10.0}
+    assert sink.has_prediction("p39") and not sink.has_prediction("nope")
+
+
+def test_a_postgres_store_that_is_down_gets_its_records_when_it_is_back(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    import psycopg
+
+    from mltrail.serve.telemetry import PostgresSink
+
+    down = PostgresSink("postgresql://postgres@127.0.0.1:9/nothing")  # nothing listens on 9
+    telemetry = Telemetry(_settings(tmp_path), [down])
+    telemetry.start()
+    for i in range(10):
+        telemetry.submit(_prediction(i))
+    _wait(lambda: telemetry.counters.failures["postgres"] >= 1)
+    down.dsn = postgres_dsn  # the store comes back (here: at its address)
+    _wait(lambda: telemetry.counters.exported["postgres"] == 10, timeout_s=30)
+    telemetry.close()
+    with psycopg.connect(postgres_dsn) as conn:
+        assert conn.execute("SELECT count(*) FROM predictions").fetchone() == (10,)

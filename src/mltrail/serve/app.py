@@ -38,7 +38,14 @@ from mltrail.serve import schemas
 from mltrail.serve.loading import LoadedModel, load
 from mltrail.serve.metrics import ServerMetrics
 from mltrail.serve.settings import ServeSettings
-from mltrail.serve.telemetry import Feedback, Prediction, SqliteSink, Telemetry, build_sinks
+from mltrail.serve.telemetry import (
+    Feedback,
+    PostgresSink,
+    Prediction,
+    SqliteSink,
+    Telemetry,
+    build_sinks,
+)
 
 log = logging.getLogger("mltrail.serve")
 KINDS = ("text", "image")
@@ -65,7 +72,7 @@ class ServerState:
         self.telemetry: Telemetry | None = None
         self.metrics = ServerMetrics(lambda: self.telemetry)
         self.recent: OrderedDict[str, int] = OrderedDict()  # prediction id -> class count
-        self.store: SqliteSink | None = None
+        self.store: SqliteSink | PostgresSink | None = None
         self.reload_lock = asyncio.Lock()
         self.pointer_mtime: float | None = None
         # Prometheus children bound once, not looked up by label on every prediction.
@@ -153,7 +160,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
             state.models[kind] = await run_in_threadpool(load, source, kind)
             log.info("serving %s model %s from %s", kind, state.models[kind].version, source)
         sinks = build_sinks(settings.telemetry)
-        state.store = next((s for s in sinks if isinstance(s, SqliteSink)), None)
+        # Feedback for a prediction older than the in-memory index is looked up in the store.
+        state.store = next((s for s in sinks if isinstance(s, SqliteSink | PostgresSink)), None)
         state.telemetry = Telemetry(settings.telemetry, sinks)
         state.telemetry.start()
         # Everything loaded so far (libraries, models) lives as long as the server: keep it

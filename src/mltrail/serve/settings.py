@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrail.errors import ParamsError
 
-SinkName = Literal["sqlite", "wandb", "mlflow"]
+SinkName = Literal["sqlite", "postgres", "wandb", "mlflow"]
 
 
 class _Strict(BaseModel):
@@ -24,9 +24,12 @@ class TelemetrySettings(_Strict):
     """Where prediction records go, and how they get there."""
 
     sinks: list[SinkName] = ["sqlite"]
-    """Any of ``sqlite`` (the local store the monitor reads), ``wandb`` (offline by default, as
-    the paper), ``mlflow``; ``[]`` turns telemetry off."""
+    """Any of ``sqlite`` (the local store the monitor reads), ``postgres`` (the same store on
+    PostgreSQL, shared by replicas), ``wandb`` (offline by default, as the paper), ``mlflow``;
+    ``[]`` turns telemetry off."""
     sqlite_path: str = "telemetry.db"
+    postgres_dsn: str | None = None
+    """``postgresql://user[:password]@host:5432/db``; or ``$MLTRAIL_TELEMETRY_DSN``."""
     queue_size: int = Field(default=100_000, gt=0)
     """Records waiting for the writer; when full, new records are dropped and counted."""
     batch_size: int = Field(default=1000, gt=0)
@@ -88,6 +91,10 @@ def load_settings(path: Path | None = None, **overrides: object) -> ServeSetting
     for var, key in ENV.items():
         if os.environ.get(var):
             values[key] = os.environ[var]
+    if os.environ.get("MLTRAIL_TELEMETRY_DSN"):  # may hold a password: not in a file
+        telemetry = dict(values.get("telemetry") or {})  # type: ignore[call-overload]
+        telemetry["postgres_dsn"] = os.environ["MLTRAIL_TELEMETRY_DSN"]
+        values["telemetry"] = telemetry
     values |= {k: v for k, v in overrides.items() if v is not None}
     try:
         return ServeSettings.model_validate(values)

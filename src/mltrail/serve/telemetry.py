@@ -29,6 +29,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from mltrail.errors import ParamsError
 from mltrail.serve.settings import TelemetrySettings
 
 log = logging.getLogger("mltrail.telemetry")
@@ -148,6 +149,93 @@ class SqliteSink:
             self._conn = None
 
 
+class PostgresSink:
+    """The telemetry store on PostgreSQL (shared by server replicas): the same two tables,
+    the schema created on first use and versioned, one statement per batch
+    (``jsonb_populate_recordset``), inserts keyed by the prediction id like SQLite's."""
+
+    name = "postgres"
+    VERSION = 1
+    SCHEMA = """
+    CREATE TABLE IF NOT EXISTS mltrail_telemetry_schema (version INTEGER NOT NULL);
+    CREATE TABLE IF NOT EXISTS predictions (
+        prediction_id TEXT PRIMARY KEY, time DOUBLE PRECISION NOT NULL, endpoint TEXT NOT NULL,
+        model_version TEXT NOT NULL, label INTEGER NOT NULL, class_name TEXT NOT NULL,
+        confidence DOUBLE PRECISION NOT NULL, inference_ms DOUBLE PRECISION NOT NULL,
+        profile JSONB NOT NULL);
+    CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
+    CREATE TABLE IF NOT EXISTS feedback (
+        prediction_id TEXT NOT NULL, time DOUBLE PRECISION NOT NULL, label INTEGER NOT NULL,
+        PRIMARY KEY (prediction_id, time));
+    """
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+        self._conn: Any = None
+
+    def _connect(self) -> Any:
+        import psycopg
+
+        if self._conn is None or self._conn.closed:
+            conn = psycopg.connect(self.dsn, connect_timeout=5)
+            with conn.transaction():
+                # One replica creates the schema; the others wait for its lock, then see it.
+                conn.execute("SELECT pg_advisory_xact_lock(7270011)")
+                conn.execute(self.SCHEMA)
+                found = conn.execute("SELECT max(version) FROM mltrail_telemetry_schema")
+                version = (found.fetchone() or (None,))[0]
+                if version is None:
+                    conn.execute(
+                        "INSERT INTO mltrail_telemetry_schema VALUES (%s)", (self.VERSION,)
+                    )
+                elif version > self.VERSION:
+                    raise RuntimeError(
+                        f"the telemetry store's schema is version {version}, newer than this "
+                        f"mltrail's ({self.VERSION}): upgrade mltrail"
+                    )
+            self._conn = conn
+        return self._conn
+
+    def write(self, records: Sequence[Record]) -> None:
+        conn = self._connect()
+        predictions = orjson.dumps([r for r in records if isinstance(r, Prediction)])
+        feedback = orjson.dumps([r for r in records if isinstance(r, Feedback)])
+        try:
+            with conn.transaction():
+                conn.execute(
+                    "INSERT INTO predictions SELECT * FROM "
+                    "jsonb_populate_recordset(NULL::predictions, %s::jsonb) "
+                    "ON CONFLICT (prediction_id) DO NOTHING",
+                    (predictions.decode(),),
+                )
+                conn.execute(
+                    "INSERT INTO feedback SELECT * FROM "
+                    "jsonb_populate_recordset(NULL::feedback, %s::jsonb) ON CONFLICT DO NOTHING",
+                    (feedback.decode(),),
+                )
+        except Exception:
+            self.close()  # reconnect on the next try: the server may have restarted
+            raise
+
+    def has_prediction(self, prediction_id: str) -> bool:
+        import psycopg
+
+        with psycopg.connect(self.dsn, connect_timeout=5) as conn:
+            try:
+                row = conn.execute(
+                    "SELECT 1 FROM predictions WHERE prediction_id = %s", (prediction_id,)
+                ).fetchone()
+            except psycopg.errors.UndefinedTable:
+                return False
+        return row is not None
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
 class WandbSink:
     """The paper's serving telemetry: each prediction logged to a W&B run (offline here)."""
 
@@ -228,6 +316,13 @@ def build_sinks(settings: TelemetrySettings) -> list[Sink]:
     for name in settings.sinks:
         if name == "sqlite":
             sinks.append(SqliteSink(Path(settings.sqlite_path)))
+        elif name == "postgres":
+            if not settings.postgres_dsn:
+                raise ParamsError(
+                    "telemetry sink postgres needs telemetry.postgres_dsn",
+                    hint="e.g. postgresql://user@127.0.0.1:5432/mltrail",
+                )
+            sinks.append(PostgresSink(settings.postgres_dsn))
         elif name == "wandb":
             sinks.append(WandbSink(settings))
         else:
