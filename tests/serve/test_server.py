@@ -323,7 +323,7 @@ def test_schemathesis_finds_no_server_error(server: Server) -> None:
         [str(st), "run", f"{server.url}/openapi.json", "--checks", "not_a_server_error",
          "--header", "Authorization: Bearer test-key-123", "--max-examples", "30",
          "--seed", "1", "--request-timeout", "30"],
-        capture_output=True, text=True, timeout=600,
+        capture_output=True, text=True, timeout=600, cwd=server.workdir,  # its cache there
     )  # fmt: skip
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert re.search(r"\d+ generated, \d+ passed", done.stdout), done.stdout[-2000:]
