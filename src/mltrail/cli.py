@@ -97,6 +97,27 @@ def cmd_tracking_sync(args: argparse.Namespace) -> int:
     return 1 if pending else 0
 
 
+def cmd_tracking_server(args: argparse.Namespace) -> int:
+    import shlex
+
+    from mltrail.tracking.server import TrackingServer, run
+
+    server = TrackingServer(
+        backend_store_uri=args.backend_store_uri,
+        artifacts_destination=args.artifacts,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        allowed_hosts=args.allowed_hosts,
+    )
+    if args.print:
+        argv, env = server.command()
+        print(" ".join([*(f"{k}={v}" for k, v in env.items()), *map(shlex.quote, argv)]))
+        return 0
+    run(server)
+    return 0  # not reached: run() becomes the server
+
+
 def cmd_clean_models(args: argparse.Namespace) -> int:
     from mltrail.stages.clean_models import clean_models
 
@@ -253,6 +274,27 @@ def build_parser() -> argparse.ArgumentParser:
     tracking_what.add_parser(
         "sync", parents=[common], help="export runs whose export did not finish (backend down)"
     ).set_defaults(handler=cmd_tracking_sync)
+    server = tracking_what.add_parser(
+        "server",
+        help="run a team's MLflow tracking server (PostgreSQL store, served artifacts)",
+        description="Creates the PostgreSQL database if needed, then runs `mlflow server` with "
+        "it as the backend store, artifacts served from --artifacts, no job runner. Clients "
+        "point at it with one setting: tracking.mlflow_uri: http://HOST:PORT.",
+    )
+    server.add_argument(
+        "--backend-store-uri", default="postgresql://postgres@127.0.0.1:5432/mlflow"
+    )
+    server.add_argument("--artifacts", type=Path, default=Path("mlartifacts"))
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=int, default=2)
+    server.add_argument(
+        "--allowed-hosts", help="Host headers to accept (MLflow's default: its own)"
+    )
+    server.add_argument(
+        "--print", action="store_true", help="print the command instead of running it"
+    )
+    server.set_defaults(handler=cmd_tracking_server)
 
     clean = verbs.add_parser("clean", help="remove stale outputs (stage clean_models)")
     clean_what = clean.add_subparsers(dest="what", required=True, metavar="WHAT")

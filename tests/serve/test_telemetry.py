@@ -197,7 +197,8 @@ def test_the_postgres_sink_stores_batches_once_and_answers_lookups(
     with psycopg.connect(postgres_dsn) as conn:
         assert conn.execute("SELECT count(*) FROM predictions").fetchone() == (41,)
         assert conn.execute("SELECT label FROM feedback").fetchall() == [(0,)]
-        assert conn.execute("SELECT version FROM mltrail_telemetry_schema").fetchall() == [(1,)]
+        versions = conn.execute("SELECT version FROM mltrail_telemetry_schema").fetchall()
+        assert versions == [(1,)]
         profile = conn.execute("SELECT profile FROM predictions LIMIT 1").fetchone()[0]
     assert profile == {"chars": 10.0}
     assert sink.has_prediction("p39") and not sink.has_prediction("nope")

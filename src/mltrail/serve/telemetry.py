@@ -155,19 +155,25 @@ class PostgresSink:
     (``jsonb_populate_recordset``), inserts keyed by the prediction id like SQLite's."""
 
     name = "postgres"
-    VERSION = 1
-    SCHEMA = """
-    CREATE TABLE IF NOT EXISTS mltrail_telemetry_schema (version INTEGER NOT NULL);
-    CREATE TABLE IF NOT EXISTS predictions (
-        prediction_id TEXT PRIMARY KEY, time DOUBLE PRECISION NOT NULL, endpoint TEXT NOT NULL,
-        model_version TEXT NOT NULL, label INTEGER NOT NULL, class_name TEXT NOT NULL,
-        confidence DOUBLE PRECISION NOT NULL, inference_ms DOUBLE PRECISION NOT NULL,
-        profile JSONB NOT NULL);
-    CREATE INDEX IF NOT EXISTS predictions_time ON predictions (time);
-    CREATE TABLE IF NOT EXISTS feedback (
-        prediction_id TEXT NOT NULL, time DOUBLE PRECISION NOT NULL, label INTEGER NOT NULL,
-        PRIMARY KEY (prediction_id, time));
-    """
+    # Versioned migrations, applied in order, each once, under an advisory lock (several
+    # replicas may start together). A new column or index is a new entry; never edit one.
+    MIGRATIONS: tuple[tuple[int, str], ...] = (
+        (
+            1,
+            """
+        CREATE TABLE predictions (
+            prediction_id TEXT PRIMARY KEY, time DOUBLE PRECISION NOT NULL,
+            endpoint TEXT NOT NULL, model_version TEXT NOT NULL, label INTEGER NOT NULL,
+            class_name TEXT NOT NULL, confidence DOUBLE PRECISION NOT NULL,
+            inference_ms DOUBLE PRECISION NOT NULL, profile JSONB NOT NULL);
+        CREATE INDEX predictions_time ON predictions (time);
+        CREATE TABLE feedback (
+            prediction_id TEXT NOT NULL, time DOUBLE PRECISION NOT NULL, label INTEGER NOT NULL,
+            PRIMARY KEY (prediction_id, time));
+        """,
+        ),
+    )
+    VERSION = MIGRATIONS[-1][0]
 
     def __init__(self, dsn: str) -> None:
         self.dsn = dsn
@@ -179,20 +185,26 @@ class PostgresSink:
         if self._conn is None or self._conn.closed:
             conn = psycopg.connect(self.dsn, connect_timeout=5)
             with conn.transaction():
-                # One replica creates the schema; the others wait for its lock, then see it.
+                # One replica migrates; the others wait for its lock, then find it done.
                 conn.execute("SELECT pg_advisory_xact_lock(7270011)")
-                conn.execute(self.SCHEMA)
+                conn.execute(
+                    "CREATE TABLE IF NOT EXISTS mltrail_telemetry_schema "
+                    "(version INTEGER PRIMARY KEY, applied_at TIMESTAMPTZ DEFAULT now())"
+                )
                 found = conn.execute("SELECT max(version) FROM mltrail_telemetry_schema")
-                version = (found.fetchone() or (None,))[0]
-                if version is None:
-                    conn.execute(
-                        "INSERT INTO mltrail_telemetry_schema VALUES (%s)", (self.VERSION,)
-                    )
-                elif version > self.VERSION:
+                current = (found.fetchone() or (None,))[0] or 0
+                if current > self.VERSION:
                     raise RuntimeError(
-                        f"the telemetry store's schema is version {version}, newer than this "
+                        f"the telemetry store's schema is version {current}, newer than this "
                         f"mltrail's ({self.VERSION}): upgrade mltrail"
                     )
+                for version, sql in self.MIGRATIONS:
+                    if version > current:
+                        conn.execute(sql)
+                        conn.execute(
+                            "INSERT INTO mltrail_telemetry_schema (version) VALUES (%s)",
+                            (version,),
+                        )
             self._conn = conn
         return self._conn
 
