@@ -140,3 +140,39 @@ def test_bench_refuses_a_wrong_tracker_before_running(
     assert _bench(workdir, "--set", "bench.trackers=[none, mlfow]") == 1
     assert "unknown tracker 'mlfow'" in capsys.readouterr().err
     assert not (workdir / "bench").exists()
+
+
+def test_wait_quiet_waits_for_the_cells_processes_only(tmp_path: Path) -> None:
+    """A W&B service owned by a live, unrelated process (a notebook, this test) is not the
+    cell's: waiting for it would stall every cell for the whole timeout."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from mltrail.bench.matrix import wait_quiet
+
+    def fake_wandb_core(owner: int) -> subprocess.Popen[bytes]:
+        python = sys.executable  # the interpreter itself: a pyenv shim would rename argv[0]
+        script = f'exec -a /x/wandb-core {python} -c "import time; time.sleep(30)" --pid {owner}'
+        return subprocess.Popen(["bash", "-c", script])
+
+    unrelated = fake_wandb_core(os.getpid())  # its owner (this process) runs
+    cell = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(1.5)", str(tmp_path)])
+    orphan = None
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        wait_quiet(tmp_path, timeout_s=20)  # the cell's process exits after 1.5 s ...
+        assert cell.poll() is not None
+        assert time.monotonic() - started < 5  # ... and the unrelated service is ignored
+        orphan = fake_wandb_core(2**22 + 7)  # its owner is gone: shutting down, the cell's
+        time.sleep(0.3)
+        started = time.monotonic()
+        wait_quiet(None, timeout_s=1.0)  # the orphaned service is waited for, up to 1 s
+        assert time.monotonic() - started >= 1.0
+    finally:
+        for proc in (unrelated, orphan, cell):
+            if proc is not None:
+                proc.kill()
+                proc.wait()

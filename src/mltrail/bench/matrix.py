@@ -28,6 +28,7 @@ from typing import Any
 from mltrail.config import BenchParams, Params
 from mltrail.errors import MltrailError
 from mltrail.fsio import dumps_json, write_json
+from mltrail.tracking.journal import pid_alive
 
 PAPER = "paper"
 MLTRAIL = "mltrail"
@@ -266,10 +267,12 @@ def _wait_exported(run_dir: Path, backends: list[str], timeout_s: float = 600) -
 
 
 def wait_quiet(run_dir: Path | None = None, timeout_s: float = 120) -> None:
-    """Wait until the run's exporter and any W&B service (``wandb-core``) have exited, so one
-    cell's leftovers do not slow the next (Linux /proc; elsewhere, no wait)."""
+    """Wait until the run's exporter, and any W&B service (``wandb-core``) whose owner has
+    exited, are gone, so one cell's leftovers do not slow the next (Linux /proc; elsewhere, no
+    wait). A ``wandb-core`` serving a process that still runs is not the cell's and is left
+    alone (a W&B service lives as long as the process that started it)."""
     deadline = time.monotonic() + timeout_s
-    marks = (b"wandb-core", *([str(run_dir).encode()] if run_dir else []))
+    mark = str(run_dir).encode() if run_dir else None
     me = str(os.getpid())
     while time.monotonic() < deadline:
         busy = False
@@ -277,8 +280,12 @@ def wait_quiet(run_dir: Path | None = None, timeout_s: float = 120) -> None:
             if cmdline.parent.name == me:
                 continue
             with contextlib.suppress(OSError):
-                text = cmdline.read_bytes()
-                busy = busy or any(mark in text for mark in marks)
+                args = cmdline.read_bytes().split(b"\0")
+                if mark is not None and any(mark in a for a in args):
+                    busy = True
+                elif args and args[0].endswith(b"wandb-core") and b"--pid" in args:
+                    owner = args[args.index(b"--pid") + 1]
+                    busy = busy or (owner.isdigit() and not pid_alive(int(owner)))
         if not busy:
             return
         time.sleep(0.1)
