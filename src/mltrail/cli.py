@@ -360,6 +360,14 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, help="port (default 8000; 80 in the container)")
     serve.set_defaults(handler=cmd_serve)
 
+    verbs.add_parser(
+        "dvc",
+        help="run DVC with SSH host keys checked (dvc-ssh accepts any host key otherwise)",
+        description="mltrail dvc ARGS... is `dvc ARGS...` with SSH remotes verifying the "
+        "server against ~/.ssh/known_hosts (or $MLTRAIL_KNOWN_HOSTS).",
+        add_help=False,
+    )
+
     params = verbs.add_parser("params", help="inspect params")
     params_what = params.add_subparsers(dest="what", required=True, metavar="WHAT")
     params_what.add_parser(
@@ -369,6 +377,15 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["dvc"]:  # DVC's own arguments, untouched: see mltrail.data.remote
+        from mltrail.data.remote import dvc
+
+        try:
+            return dvc(argv[1:])
+        except MltrailError as exc:
+            print(f"mltrail: error: {exc}", file=sys.stderr)
+            return 1
     args = build_parser().parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
