@@ -63,6 +63,7 @@ def _mlflow_runs(workdir: Path) -> int:
     return len(client.search_runs([e.experiment_id for e in client.search_experiments()]))
 
 
+@pytest.mark.shared_data
 def test_bench_matrix_report_tool_runtimes_and_resume(workdir: Path) -> None:
     assert _bench(workdir) == 0
     out = workdir / "reports"
@@ -134,6 +135,7 @@ def test_bench_matrix_report_tool_runtimes_and_resume(workdir: Path) -> None:
     assert redo.is_file()
 
 
+@pytest.mark.shared_data
 def test_bench_refuses_a_wrong_tracker_before_running(
     workdir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

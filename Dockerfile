@@ -1,0 +1,64 @@
+# syntax=docker/dockerfile:1
+# The model server image: the pipeline's models baked in, as the paper does.
+#
+#   dvc pull   (or dvc repro)   # the models must be in models/ first
+#   docker build -t mltrail:latest \
+#     --build-arg GIT_COMMIT="$(git rev-parse HEAD)" \
+#     --build-arg BUILD_TIME="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
+#     --build-arg TEXT_MODEL_SHA256="$(jq -r .model.sha256 models/text/baseline/manifest.json)" \
+#     --build-arg IMAGE_MODEL_SHA256="$(jq -r .model.sha256 models/cifar10/baseline/manifest.json)" .
+#   docker run -p 80:80 -e MLTRAIL_API_KEY=... -e MLTRAIL_IMAGE_TAG=mltrail:<tag> mltrail:latest
+#
+# No secret goes into a layer or a build argument: the API key and the telemetry DSN are given
+# to `docker run` as environment variables.
+
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# ---- build: a virtual environment with the serving dependencies, then mltrail ----------------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
+RUN python -m venv /opt/venv
+ENV PATH=/opt/venv/bin:$PATH
+WORKDIR /src
+# Dependencies first, from the pinned tree (this layer is reused until they change). The CNN
+# needs torch: the CPU build, from PyTorch's own index (the PyPI default pulls CUDA, ~3 GB).
+COPY pyproject.toml constraints.txt README.md ./
+RUN mkdir -p src/mltrail && touch src/mltrail/__init__.py \
+ && pip install --extra-index-url https://download.pytorch.org/whl/cpu \
+      -c constraints.txt ".[serve,torch]" \
+ && pip uninstall -y mltrail
+COPY src ./src
+RUN pip install --no-deps . && rm -rf /src
+
+# ---- runtime: the environment, the models, a user without privileges -------------------------
+FROM ${PYTHON_IMAGE} AS runtime
+ARG GIT_COMMIT=unknown
+ARG BUILD_TIME=unknown
+ARG TEXT_MODEL_SHA256=unknown
+ARG IMAGE_MODEL_SHA256=unknown
+LABEL org.opencontainers.image.title="mltrail model server" \
+      org.opencontainers.image.source="https://github.com/mltrail/mltrail" \
+      org.opencontainers.image.licenses="Apache-2.0" \
+      org.opencontainers.image.revision="${GIT_COMMIT}" \
+      org.opencontainers.image.created="${BUILD_TIME}" \
+      io.mltrail.text-model.sha256="${TEXT_MODEL_SHA256}" \
+      io.mltrail.image-model.sha256="${IMAGE_MODEL_SHA256}"
+RUN useradd --create-home --uid 10001 --shell /usr/sbin/nologin mltrail \
+ && mkdir -p /data && chown mltrail /data
+COPY --from=build /opt/venv /opt/venv
+COPY --chown=mltrail models/text/baseline /app/models/text
+COPY --chown=mltrail models/cifar10/baseline /app/models/image
+ENV PATH=/opt/venv/bin:$PATH \
+    PYTHONUNBUFFERED=1 \
+    MLTRAIL_TEXT_MODEL=/app/models/text \
+    MLTRAIL_IMAGE_MODEL=/app/models/image \
+    MLTRAIL_SERVE_SETTINGS=/app/serve.yaml
+COPY --chown=mltrail deploy/serve.yaml /app/serve.yaml
+WORKDIR /data
+USER 10001
+# Port 80 as a user without privileges: Docker (20.10+) sets
+# net.ipv4.ip_unprivileged_port_start=0 in a container's network namespace.
+EXPOSE 80
+HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
+  CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1/health', timeout=2)"]
+CMD ["mltrail", "serve", "--host", "0.0.0.0", "--port", "80"]
