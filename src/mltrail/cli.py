@@ -184,6 +184,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deploy(args: argparse.Namespace) -> int:
+    import os
+
+    from mltrail.deploy import Release, Target, deploy
+
+    target = Target(
+        host=args.host, user=args.user, key=args.key, known_hosts=args.known_hosts,
+        port=args.ssh_port, root=args.root,
+    )  # fmt: skip
+    env = {
+        k: os.environ[k] for k in ("MLTRAIL_API_KEY", "MLTRAIL_TELEMETRY_DSN") if k in os.environ
+    }
+    release = Release(
+        tag=args.tag, runtime=args.runtime, text_model=args.text_model,
+        image_model=args.image_model, image=args.image, python=args.python, env=env,
+    )  # fmt: skip
+    ports = tuple(int(p) for p in args.ports.split(","))
+    if len(ports) != 2:
+        raise MltrailError("--ports takes two ports, e.g. 8001,8002")
+    record = deploy(target, release, (ports[0], ports[1]), args.timeout)
+    print(f"deployed {record['tag']} on port {record['port']} (previous: {record['previous']})")
+    return 0
+
+
 def cmd_params_show(args: argparse.Namespace) -> int:
     params = _params(args)
     print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
@@ -367,6 +391,29 @@ def build_parser() -> argparse.ArgumentParser:
         "server against ~/.ssh/known_hosts (or $MLTRAIL_KNOWN_HOSTS).",
         add_help=False,
     )
+
+    dep = verbs.add_parser(
+        "deploy",
+        help="deploy a release over SSH: start beside the old, health gate, switch or roll back",
+        description="Blue/green on two ports of the host; SSH checks the host key against "
+        "--known-hosts. MLTRAIL_API_KEY and MLTRAIL_TELEMETRY_DSN are passed on from this "
+        "environment. Exits non-zero after a rollback.",
+    )
+    dep.add_argument("--host", required=True)
+    dep.add_argument("--user", required=True)
+    dep.add_argument("--key", type=Path, required=True, help="SSH private key")
+    dep.add_argument("--known-hosts", type=Path, required=True, help="the pinned host key")
+    dep.add_argument("--ssh-port", type=int, default=22)
+    dep.add_argument("--root", default="/srv/mltrail", help="release folder on the host")
+    dep.add_argument("--tag", required=True, help="release tag (the image tag)")
+    dep.add_argument("--runtime", choices=["process", "docker"], default="docker")
+    dep.add_argument("--image", default="mltrail", help="docker: the image, without its tag")
+    dep.add_argument("--text-model", type=Path, help="process: model folder to ship")
+    dep.add_argument("--image-model", type=Path, help="process: model folder to ship")
+    dep.add_argument("--python", default="python3", help="process: interpreter on the host")
+    dep.add_argument("--ports", default="8001,8002", help="the two blue/green ports")
+    dep.add_argument("--timeout", type=float, default=60, help="health gate, seconds")
+    dep.set_defaults(handler=cmd_deploy)
 
     params = verbs.add_parser("params", help="inspect params")
     params_what = params.add_subparsers(dest="what", required=True, metavar="WHAT")

@@ -1,0 +1,195 @@
+"""``mltrail deploy``: a new release onto a host over SSH, behind a health gate, with rollback.
+
+Blue/green on two ports of the target: the new release starts beside the serving one on the
+other port; when its ``/health`` and ``/ready`` answer within the timeout, the host's
+``current.json`` is switched to it (what a proxy or load balancer in front reads) and the old
+one is stopped. If the gate fails, the new one is stopped, the old one keeps serving and
+``current.json`` is untouched: the command exits non-zero saying it rolled back. Every attempt
+is appended to ``deployments.jsonl`` on the host; the release tag reaches the server as
+``MLTRAIL_IMAGE_TAG``, so ``/version`` shows it.
+
+Runtimes: ``docker`` (``docker pull`` / ``run`` of the image tag, as the paper deploys) and
+``process`` (the server run as a process from an mltrail installation on the host, the models
+copied into the release folder): there is no Docker engine on these machines, so the tests use
+the process runtime against a real sshd. SSH always checks the host key against a pinned
+known_hosts file (``StrictHostKeyChecking=yes``); an unknown or changed key stops the deploy.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from mltrail.errors import MltrailError
+
+
+class DeployError(MltrailError):
+    """The deploy did not switch to the new release (the old one, if any, still serves)."""
+
+
+@dataclass(frozen=True)
+class Target:
+    host: str
+    user: str
+    key: Path
+    known_hosts: Path
+    port: int = 22
+    root: str = "/srv/mltrail"
+    """Folder on the host: releases/<tag>/, current.json, deployments.jsonl."""
+
+    def ssh_options(self) -> list[str]:
+        return [
+            "-i", str(self.key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
+            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
+            "-o", "ConnectTimeout=10",
+        ]  # fmt: skip
+
+    def run(self, command: str, timeout_s: float = 120) -> str:
+        argv = ["ssh", *self.ssh_options(), "-p", str(self.port), f"{self.user}@{self.host}",
+                command]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+        if done.returncode != 0:
+            message = (done.stderr or done.stdout).strip()[-1500:]
+            if "host key" in message.lower() or "known_hosts" in message.lower():
+                raise DeployError(
+                    f"refused: {self.host}:{self.port} did not present the pinned host key "
+                    f"({message.splitlines()[-1] if message else 'no detail'})",
+                    hint=f"check the host; the pinned key is in {self.known_hosts}",
+                )
+            raise DeployError(f"on {self.host}: `{command[:200]}` failed: {message}")
+        return done.stdout
+
+    def upload(self, local: Path, remote: str) -> None:
+        argv = ["scp", *self.ssh_options(), "-P", str(self.port), "-r", "-q", str(local),
+                f"{self.user}@{self.host}:{remote}"]  # fmt: skip
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+        if done.returncode != 0:
+            raise DeployError(f"copying {local} to {self.host}:{remote} failed: {done.stderr}")
+
+
+@dataclass(frozen=True)
+class Release:
+    tag: str
+    runtime: Literal["process", "docker"] = "process"
+    text_model: Path | None = None  # process runtime: model folders copied into the release
+    image_model: Path | None = None
+    image: str = "mltrail"  # docker runtime: the image, without its tag
+    python: str = "python3"  # process runtime: the interpreter with mltrail on the host
+    env: dict[str, str] = field(default_factory=dict)  # e.g. MLTRAIL_API_KEY from a secret
+
+
+def _gate_script(port: int, timeout_s: float) -> str:
+    code = (
+        "import sys, time, urllib.request as u\n"
+        f"end = time.time() + {timeout_s}\n"
+        "while time.time() < end:\n"
+        "    try:\n"
+        f"        ok = all(u.urlopen('http://127.0.0.1:{port}' + p, timeout=2).status == 200"
+        " for p in ('/health', '/ready'))\n"
+        "        if ok: sys.exit(0)\n"
+        "    except Exception: pass\n"
+        "    time.sleep(0.5)\n"
+        "sys.exit(1)\n"
+    )
+    return f"python3 -c {shlex.quote(code)}"
+
+
+def deploy(
+    target: Target,
+    release: Release,
+    ports: tuple[int, int] = (8001, 8002),
+    timeout_s: float = 60,
+) -> dict[str, object]:
+    """Deploy ``release``; return the new current.json. Raises DeployError after a rollback."""
+    root = shlex.quote(target.root)
+    target.run(f"mkdir -p {root}/releases")
+    current = json.loads(target.run(f"cat {root}/current.json 2>/dev/null || echo null"))
+    port = ports[1] if current and current.get("port") == ports[0] else ports[0]
+    folder = f"{target.root}/releases/{release.tag}"
+    env = {**release.env, "MLTRAIL_IMAGE_TAG": release.tag}
+    if release.runtime == "process":
+        handle = _start_process(target, release, folder, port, env)
+    else:
+        handle = _start_container(target, release, port, env)
+    record: dict[str, object] = {
+        "tag": release.tag, "runtime": release.runtime, "port": port, "handle": handle,
+        "previous": current.get("tag") if current else None, "time": time.time(),
+    }  # fmt: skip
+    passed = subprocess.run(
+        ["ssh", *target.ssh_options(), "-p", str(target.port), f"{target.user}@{target.host}",
+         _gate_script(port, timeout_s)],
+        capture_output=True, timeout=timeout_s + 60,
+    ).returncode == 0  # fmt: skip
+    if not passed:
+        _stop(target, release.runtime, handle)
+        _log(target, record | {"result": "rolled back"})
+        still = (
+            f"{current['tag']} still serves on port {current['port']}"
+            if current
+            else ("nothing was serving before")
+        )
+        raise DeployError(
+            f"release {release.tag} failed its health gate (/health, /ready within "
+            f"{timeout_s:.0f} s) and was stopped: rolled back; {still}",
+            hint=f"its log: {folder}/server.log on {target.host}",
+        )
+    state = json.dumps(record)
+    target.run(f"printf '%s\\n' {shlex.quote(state)} > {root}/current.json.tmp && "
+               f"mv {root}/current.json.tmp {root}/current.json")  # fmt: skip
+    if current:
+        _stop(target, str(current["runtime"]), str(current["handle"]))
+    _log(target, record | {"result": "switched"})
+    return record
+
+
+def _start_process(
+    target: Target, release: Release, folder: str, port: int, env: dict[str, str]
+) -> str:
+    q = shlex.quote
+    target.run(f"rm -rf {q(folder)} && mkdir -p {q(folder)}/models")
+    args = []
+    for kind, local in (("text", release.text_model), ("image", release.image_model)):
+        if local is not None:
+            target.upload(local, f"{folder}/models/{kind}")
+            args += [f"--{kind}-model", f"{folder}/models/{kind}"]
+    settings = (f"telemetry: {{sqlite_path: {folder}/telemetry.db, "
+                f"spill_dir: {folder}/telemetry-spill}}\n")  # fmt: skip
+    exports = " ".join(f"{k}={q(v)}" for k, v in env.items())
+    # Only the server goes to the background, its output to a file: a background job still
+    # holding the SSH session's output would keep this command from returning.
+    command = (
+        f"cd {q(folder)} && printf %s {q(settings)} > serve.yaml && "
+        f"{{ {exports} nohup {q(release.python)} -m mltrail.cli serve --settings serve.yaml "
+        f"--host 127.0.0.1 --port {port} {' '.join(map(q, args))} "
+        "> server.log 2>&1 < /dev/null & echo $!; }"
+    )
+    return target.run(command).strip()
+
+
+def _start_container(target: Target, release: Release, port: int, env: dict[str, str]) -> str:
+    q = shlex.quote
+    image = f"{release.image}:{release.tag}"
+    name = f"mltrail-{release.tag}"
+    envs = " ".join(f"-e {q(f'{k}={v}')}" for k, v in env.items())
+    target.run(f"docker pull {q(image)}", timeout_s=900)
+    target.run(f"docker rm -f {q(name)} >/dev/null 2>&1 || true; docker run -d --name {q(name)} "
+               f"--restart unless-stopped -p 127.0.0.1:{port}:80 {envs} {q(image)}")  # fmt: skip
+    return name
+
+
+def _stop(target: Target, runtime: str, handle: str) -> None:
+    if runtime == "docker":
+        target.run(f"docker stop {shlex.quote(handle)} >/dev/null 2>&1 || true")
+    elif handle.isdigit():  # SIGTERM: the server finishes its requests and flushes telemetry
+        target.run(f"kill {handle} 2>/dev/null; for i in $(seq 60); do "
+                   f"kill -0 {handle} 2>/dev/null || exit 0; sleep 0.5; done")  # fmt: skip
+
+
+def _log(target: Target, record: dict[str, object]) -> None:
+    line = shlex.quote(json.dumps(record))
+    target.run(f"printf '%s\\n' {line} >> {shlex.quote(target.root)}/deployments.jsonl")

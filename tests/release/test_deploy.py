@@ -1,0 +1,107 @@
+"""`mltrail deploy` to a real sshd on 127.0.0.1, process runtime: healthy releases switch, a bad
+release is rolled back while the previous one keeps answering, a wrong host key is refused."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from mltrail.deploy import DeployError, Release, Target, deploy
+from tests.release.conftest import SshHost
+
+
+def _ports() -> tuple[int, int]:
+    found = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            found.append(s.getsockname()[1])
+    return found[0], found[1]
+
+
+@pytest.fixture
+def target(ssh_host: SshHost, tmp_path: Path) -> Iterator[Target]:
+    root = tmp_path / "srv"
+    yield Target(host="127.0.0.1", user=ssh_host.user, key=ssh_host.key,
+                 known_hosts=ssh_host.home / ".ssh" / "known_hosts", port=ssh_host.port,
+                 root=str(root))  # fmt: skip
+    # Stop whatever a test left serving.
+    for state in root.glob("current.json"):
+        pid = json.loads(state.read_text())["handle"]
+        subprocess.run(["kill", str(pid)], check=False)
+
+
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mltrail.config import load_params
+    from mltrail.stages import prepare_text, train_text
+    from tests.builders import text_rows, write_csv
+    from tests.conftest import PARAMS
+
+    root = tmp_path_factory.mktemp("deploy-model")
+    csv = write_csv(root / "r.csv", text_rows(30))
+    params = load_params(PARAMS, [f"text.source.path={csv}",
+                                  f"tracking.journal_dir={root / 'j'}"])  # fmt: skip
+    prepare_text.run(params, root / "data", root, progress=False)
+    train_text.run(params, "none", root / "data", root / "model")
+    return root / "model"
+
+
+def _version(port: int) -> dict[str, object]:
+    return httpx.get(f"http://127.0.0.1:{port}/version", timeout=5).json()
+
+
+def test_deploy_switch_then_roll_back_a_bad_release(
+    target: Target, text_model: Path, tmp_path: Path
+) -> None:
+    ports = _ports()
+    first = deploy(target, Release("r1", text_model=text_model, python=sys.executable), ports, 60)
+    assert first["port"] == ports[0] and first["previous"] is None
+    assert _version(ports[0])["image_tag"] == "r1"  # the tag reaches /version
+
+    second = deploy(target, Release("r2", text_model=text_model, python=sys.executable), ports, 60)
+    assert second["port"] == ports[1] and second["previous"] == "r1"
+    assert _version(ports[1])["image_tag"] == "r2"
+    with pytest.raises(httpx.TransportError):  # the old release was stopped
+        httpx.get(f"http://127.0.0.1:{ports[0]}/health", timeout=2)
+
+    bad = tmp_path / "bad-model"
+    shutil.copytree(text_model, bad)
+    with (bad / "model.npz").open("ab") as f:
+        f.write(b"tampered")  # the server refuses it: the health gate never passes
+    with pytest.raises(DeployError, match="rolled back; r2 still serves"):
+        deploy(target, Release("r3", text_model=bad, python=sys.executable), ports, 20)
+    assert _version(ports[1])["image_tag"] == "r2"  # the previous version still answers
+    current = json.loads((Path(target.root) / "current.json").read_text())
+    assert current["tag"] == "r2"
+    log = [
+        json.loads(line)
+        for line in (Path(target.root) / "deployments.jsonl").read_text().splitlines()
+    ]
+    assert [(r["tag"], r["result"]) for r in log] == [
+        ("r1", "switched"),
+        ("r2", "switched"),
+        ("r3", "rolled back"),
+    ]
+    server_log = (Path(target.root) / "releases" / "r3" / "server.log").read_text()
+    assert "refusing to load" in server_log
+
+
+def test_a_wrong_host_key_is_refused(
+    target: Target, ssh_host: SshHost, tmp_path: Path, text_model: Path
+) -> None:
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(tmp_path / "o")],
+                   check=True)  # fmt: skip
+    key_type, key_data = (tmp_path / "o.pub").read_text().split()[:2]
+    ssh_host.known_hosts(f"[127.0.0.1]:{ssh_host.port} {key_type} {key_data}")
+    with pytest.raises(DeployError, match="refused"):
+        deploy(target, Release("r1", text_model=text_model, python=sys.executable), _ports(), 10)
+    assert not Path(target.root).exists()  # nothing was done on the host
