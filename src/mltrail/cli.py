@@ -208,6 +208,24 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_monitor(args: argparse.Namespace) -> int:
+    import json
+    import os
+    import time
+
+    from mltrail.fsio import write_json
+    from mltrail.monitor.store import read_window
+    from mltrail.monitor.summary import summarize
+
+    store = args.store or os.environ.get("MLTRAIL_TELEMETRY_DSN") or "telemetry.db"
+    since = time.time() - args.minutes * 60 if args.minutes else None
+    summary = summarize(read_window(store, since=since, endpoint=args.endpoint, limit=args.limit))
+    if args.json:
+        write_json(args.json, summary)
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
 def cmd_params_show(args: argparse.Namespace) -> int:
     params = _params(args)
     print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
@@ -414,6 +432,23 @@ def build_parser() -> argparse.ArgumentParser:
     dep.add_argument("--ports", default="8001,8002", help="the two blue/green ports")
     dep.add_argument("--timeout", type=float, default=60, help="health gate, seconds")
     dep.set_defaults(handler=cmd_deploy)
+
+    mon = verbs.add_parser(
+        "monitor",
+        help="summarize a window of serving telemetry (SQLite or PostgreSQL store)",
+        description="Volume, class mix, confidence, latency percentiles, input profiles and "
+        "live accuracy from feedback, over the newest predictions of the telemetry store.",
+    )
+    mon.add_argument(
+        "--store",
+        help="telemetry.db path, sqlite:///path or postgresql://... "
+        "(default: $MLTRAIL_TELEMETRY_DSN, else telemetry.db)",
+    )
+    mon.add_argument("--minutes", type=float, help="only the last N minutes")
+    mon.add_argument("--endpoint", help="only /predict/text or /predict/image")
+    mon.add_argument("--limit", type=int, default=100_000, help="newest N predictions at most")
+    mon.add_argument("--json", type=Path, help="also write the summary here")
+    mon.set_defaults(handler=cmd_monitor)
 
     params = verbs.add_parser("params", help="inspect params")
     params_what = params.add_subparsers(dest="what", required=True, metavar="WHAT")

@@ -1,0 +1,102 @@
+"""The monitor reads the telemetry the server wrote, from SQLite and from PostgreSQL alike."""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from mltrail.cli import main
+from mltrail.errors import MltrailError
+from mltrail.monitor.store import read_window
+from mltrail.monitor.summary import summarize
+from mltrail.serve.settings import TelemetrySettings
+from mltrail.serve.telemetry import Feedback, PostgresSink, Prediction, SqliteSink, Telemetry
+
+ADMIN = os.environ.get("MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def _records() -> list[Prediction | Feedback]:
+    records: list[Prediction | Feedback] = []
+    for i in range(10):  # 10 predictions, 1 s apart: 6 of class "1", latency i ms
+        label = 1 if i < 6 else 0
+        records.append(
+            Prediction(
+                f"p{i}",
+                1000.0 + i,
+                "/predict/text",
+                "m@1",
+                label,
+                str(label),
+                0.5 + i / 20,
+                float(i),
+                {"chars": 10.0 * i, "oov_rate": 0.1},
+            )
+        )
+    records += [
+        Feedback("p0", 2000.0, 1),
+        Feedback("p1", 2000.0, 0),
+        Feedback("p1", 2001.0, 1),
+        Feedback("p7", 2000.0, 1),
+    ]  # p1 corrected to 1: the latest label counts
+    return records  # fmt: skip
+
+
+def _write(sink: SqliteSink | PostgresSink, tmp_path: Path) -> None:
+    telemetry = Telemetry(TelemetrySettings(spill_dir=str(tmp_path / "spill")), [sink])
+    telemetry.start()
+    for record in _records():
+        telemetry.submit(record)
+    telemetry.close()
+
+
+def _check(store: str) -> None:
+    summary = summarize(read_window(store))
+    assert summary["predictions"] == 10 and summary["from"] == 1000.0 and summary["to"] == 1009.0
+    assert summary["class_mix"] == {"0": 0.4, "1": 0.6}
+    assert summary["confidence"]["mean"] == pytest.approx(0.725)
+    assert summary["inference_ms"]["p50"] == pytest.approx(4.5)
+    assert summary["inputs"] == {"chars": pytest.approx(45.0), "oov_rate": pytest.approx(0.1)}
+    # p0 right (1), p1 right after its correction (1), p7 wrong (predicted 0, truly 1)
+    assert summary["feedback"] == {"labelled": 3, "accuracy": pytest.approx(2 / 3)}
+    recent = summarize(read_window(store, since=1005.0, limit=3))
+    assert recent["predictions"] == 3 and recent["from"] == 1007.0
+
+
+def test_the_monitor_reads_the_sqlite_store(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _write(SqliteSink(tmp_path / "telemetry.db"), tmp_path)
+    _check(str(tmp_path / "telemetry.db"))
+    _check(f"sqlite:///{tmp_path / 'telemetry.db'}")
+    assert main(["monitor", "--store", str(tmp_path / "telemetry.db"),
+                 "--json", str(tmp_path / "s.json")]) == 0  # fmt: skip
+    assert json.loads((tmp_path / "s.json").read_text())["predictions"] == 10
+    assert '"predictions": 10' in capsys.readouterr().out
+
+
+def test_a_missing_store_is_an_error_that_says_so(tmp_path: Path) -> None:
+    with pytest.raises(MltrailError, match="no telemetry store at"):
+        read_window(str(tmp_path / "nothing.db"))
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    psycopg = pytest.importorskip("psycopg")
+    name = f"mltrail_monitor_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+def test_the_monitor_reads_the_shared_postgres_store(tmp_path: Path, postgres_dsn: str) -> None:
+    _write(PostgresSink(postgres_dsn), tmp_path)
+    _check(postgres_dsn)
