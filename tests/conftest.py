@@ -1,7 +1,10 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+import socket
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,42 @@ from mltrail.config import MIRROR_ENV, Params, load_params
 
 REPO = Path(__file__).resolve().parents[1]
 PARAMS = REPO / "params.yaml"
+POSTGRES_ADMIN = os.environ.get(
+    "MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@contextmanager
+def fresh_database(prefix: str = "mltrail_test", create: bool = True) -> Iterator[str]:
+    """The DSN of a database of its own on the machine's PostgreSQL (127.0.0.1:5432, trust
+    auth; $MLTRAIL_TEST_POSTGRES for another server), dropped afterwards. ``create=False``:
+    only the name is reserved (the code under test creates it)."""
+    import psycopg
+
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    if create:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f"CREATE DATABASE {name}")
+    try:
+        yield POSTGRES_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(POSTGRES_ADMIN, autocommit=True) as conn:
+            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    """A fresh database on the machine's PostgreSQL (see ``fresh_database``)."""
+    pytest.importorskip("psycopg")
+    with fresh_database() as dsn:
+        yield dsn
 
 
 def shared_datasets() -> Path:

@@ -50,12 +50,9 @@ def server() -> Iterator[tuple[str, type[_Handler]]]:
 
 
 def _closed_port_url() -> str:
-    import socket
+    from tests.conftest import free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/data.csv"
+    return f"http://127.0.0.1:{free_port()}/data.csv"
 
 
 def test_download_verifies_and_is_reused(

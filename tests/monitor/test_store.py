@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,8 +13,6 @@ from mltrail.monitor.store import read_window
 from mltrail.monitor.summary import summarize
 from mltrail.serve.settings import TelemetrySettings
 from mltrail.serve.telemetry import Feedback, PostgresSink, Prediction, SqliteSink, Telemetry
-
-ADMIN = os.environ.get("MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 def _records() -> list[Prediction | Feedback]:
@@ -82,19 +77,6 @@ def test_the_monitor_reads_the_sqlite_store(
 def test_a_missing_store_is_an_error_that_says_so(tmp_path: Path) -> None:
     with pytest.raises(MltrailError, match="no telemetry store at"):
         read_window(str(tmp_path / "nothing.db"))
-
-
-@pytest.fixture
-def postgres_dsn() -> Iterator[str]:
-    psycopg = pytest.importorskip("psycopg")
-    name = f"mltrail_monitor_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_the_monitor_reads_the_shared_postgres_store(tmp_path: Path, postgres_dsn: str) -> None:

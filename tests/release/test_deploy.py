@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -15,16 +14,12 @@ import httpx
 import pytest
 
 from mltrail.deploy import DeployError, Release, Target, deploy
+from tests.conftest import free_port
 from tests.release.conftest import SshHost
 
 
 def _ports() -> tuple[int, int]:
-    found = []
-    for _ in range(2):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            found.append(s.getsockname()[1])
-    return found[0], found[1]
+    return free_port(), free_port()
 
 
 @pytest.fixture

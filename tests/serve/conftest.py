@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ import pytest
 import yaml
 
 from mltrail.config import load_params
-from tests.conftest import PARAMS
+from tests.conftest import PARAMS, free_port
 
 API_KEY = "test-key-123"
 BIN = Path(sys.executable).parent
@@ -47,12 +46,6 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     train_cifar10.run(params, "none", root / "image_data", root / "image", progress=False)
     return {"text": root / "text", "text2": root / "text2", "image": root / "image",
             "text_data": root / "text_data", "image_data": root / "image_data"}  # fmt: skip
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import uuid
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,27 +11,14 @@ import pytest
 from tests.serve.conftest import start_server
 
 psycopg = pytest.importorskip("psycopg")
-ADMIN = os.environ.get("MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-
-
-@pytest.fixture
-def telemetry_dsn() -> Iterator[str]:
-    name = f"mltrail_telemetry_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_two_replicas_share_one_telemetry_store(
-    model_dirs: dict[str, Path], tmp_path: Path, telemetry_dsn: str
+    model_dirs: dict[str, Path], tmp_path: Path, postgres_dsn: str
 ) -> None:
     replicas = [
         start_server(tmp_path / f"replica-{i}", model_dirs, telemetry={
-            "sinks": ["postgres"], "postgres_dsn": telemetry_dsn,
+            "sinks": ["postgres"], "postgres_dsn": postgres_dsn,
             "spill_dir": str(tmp_path / f"spill-{i}")})
         for i in range(2)
     ]  # fmt: skip
@@ -60,7 +44,7 @@ def test_two_replicas_share_one_telemetry_store(
     assert r.status_code == 200, r.text
     for replica in replicas:
         replica.stop()
-    with psycopg.connect(telemetry_dsn) as conn:
+    with psycopg.connect(postgres_dsn) as conn:
         stored = conn.execute("SELECT count(*) FROM predictions").fetchone()[0]
         by_version = conn.execute(
             "SELECT count(DISTINCT prediction_id) FROM predictions"

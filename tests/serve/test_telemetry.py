@@ -3,13 +3,10 @@ drops only when full and counted."""
 
 from __future__ import annotations
 
-import os
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-
-import pytest
 
 from mltrail.serve.settings import TelemetrySettings
 from mltrail.serve.telemetry import Feedback, Prediction, Record, SqliteSink, Telemetry
@@ -158,23 +155,6 @@ def test_the_wandb_and_mlflow_sinks_hold_the_records(tmp_path: Path) -> None:
     history = client.get_metric_history(run.info.run_id, "prediction")
     assert [m.value for m in sorted(history, key=lambda m: m.step)] == [0, 1, 0, 1, 0]
     assert run.info.status == "FINISHED"
-
-
-@pytest.fixture
-def postgres_dsn() -> Iterator[str]:
-    """A fresh database on the machine's PostgreSQL (127.0.0.1:5432, trust auth)."""
-    import uuid
-
-    psycopg = pytest.importorskip("psycopg")
-    admin = os.environ.get("MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
-    name = f"mltrail_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f"CREATE DATABASE {name}")
-    try:
-        yield admin.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE {name} WITH (FORCE)")
 
 
 def test_the_postgres_sink_stores_batches_once_and_answers_lookups(

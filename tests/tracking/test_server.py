@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,17 +17,17 @@ from mlflow.tracking import MlflowClient
 from mltrail.config import TrackingParams
 from mltrail.tracking.journal import read_state
 from mltrail.tracking.run import open_run, wait_for_export
+from tests.conftest import free_port
 
 pytestmark = pytest.mark.slow
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Server:
+    """A real MLflow tracking server in its own process group (``command`` says which)."""
+
+    start_timeout_s = 90.0
+    stop_timeout_s = 30.0
+
     def __init__(self, workdir: Path, port: int) -> None:
         self.workdir, self.port = workdir, port
         self.proc: subprocess.Popen[bytes] | None = None
@@ -37,18 +36,21 @@ class Server:
     def uri(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    def command(self) -> list[str]:
+        return [
+            str(Path(sys.executable).parent / "mlflow"), "server",
+            "--host", "127.0.0.1", "--port", str(self.port), "--workers", "1",
+            "--backend-store-uri", f"sqlite:///{self.workdir / 'server.db'}",
+            "--artifacts-destination", str(self.workdir / "server-artifacts"),
+        ]  # fmt: skip
+
     def start(self) -> None:
-        mlflow = Path(sys.executable).parent / "mlflow"
         env = os.environ | {"MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
         self.proc = subprocess.Popen(
-            [str(mlflow), "server", "--host", "127.0.0.1", "--port", str(self.port),
-             "--workers", "1",
-             "--backend-store-uri", f"sqlite:///{self.workdir / 'server.db'}",
-             "--artifacts-destination", str(self.workdir / "server-artifacts")],
-            env=env, start_new_session=True,
+            self.command(), cwd=self.workdir, env=env, start_new_session=True,
             stdout=(self.workdir / "server.log").open("ab"), stderr=subprocess.STDOUT,
         )  # fmt: skip
-        deadline = time.monotonic() + 90
+        deadline = time.monotonic() + self.start_timeout_s
         while time.monotonic() < deadline:
             try:
                 with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
@@ -57,19 +59,19 @@ class Server:
             except OSError:
                 time.sleep(0.3)
         raise RuntimeError(
-            f"mlflow server did not start: {(self.workdir / 'server.log').read_text()}"
+            f"mlflow server did not start: {(self.workdir / 'server.log').read_text()[-3000:]}"
         )
 
     def stop(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=30)
+            self.proc.wait(timeout=self.stop_timeout_s)
         self.proc = None
 
 
 @pytest.fixture
 def server(workdir: Path) -> Iterator[Server]:
-    srv = Server(workdir, _free_port())
+    srv = Server(workdir, free_port())
     srv.start()
     yield srv
     srv.stop()

@@ -3,13 +3,9 @@ runs, and a server restart in the middle of them."""
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import sys
 import time
-import urllib.request
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -17,57 +13,39 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from mltrail.tracking.server import TrackingServer, ensure_database
-from tests.tracking.test_server import _free_port
+from tests.conftest import free_port, fresh_database
+from tests.tracking.test_server import Server
 
-psycopg = pytest.importorskip("psycopg")
+pytest.importorskip("psycopg")
 pytestmark = pytest.mark.slow
-ADMIN = os.environ.get("MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
 BIN = Path(sys.executable).parent
 
 
-class TeamServer:
+class TeamServer(Server):
+    """``mltrail tracking server``: MLflow on PostgreSQL, artifacts served by it."""
+
+    start_timeout_s = 120.0
+    stop_timeout_s = 60.0
+
     def __init__(self, workdir: Path, store: str) -> None:
-        self.workdir, self.store, self.port = workdir, store, _free_port()
-        self.proc: subprocess.Popen[bytes] | None = None
+        super().__init__(workdir, free_port())
+        self.store = store
 
-    @property
-    def uri(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        self.proc = subprocess.Popen(
-            [str(BIN / "mltrail"), "tracking", "server", "--backend-store-uri", self.store,
-             "--artifacts", str(self.workdir / "artifacts"), "--port", str(self.port)],
-            cwd=self.workdir, start_new_session=True,
-            stdout=(self.workdir / "server.log").open("ab"), stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.uri}/health", timeout=2) as r:
-                    if r.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        raise RuntimeError((self.workdir / "server.log").read_text()[-3000:])
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            self.proc.wait(timeout=60)
-        self.proc = None
+    def command(self) -> list[str]:
+        return [
+            str(BIN / "mltrail"), "tracking", "server", "--backend-store-uri", self.store,
+            "--artifacts", str(self.workdir / "artifacts"), "--port", str(self.port),
+        ]  # fmt: skip
 
 
 @pytest.fixture
 def team_server(tmp_path: Path) -> Iterator[TeamServer]:
-    name = f"mltrail_mlflow_{uuid.uuid4().hex[:10]}"
-    store = ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    server = TeamServer(tmp_path, store)
-    server.start()
-    yield server
-    server.stop()
-    with psycopg.connect(ADMIN, autocommit=True) as conn:
-        conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+    # The server creates its database (ensure_database); the name is reserved and dropped here.
+    with fresh_database("mltrail_mlflow", create=False) as store:
+        server = TeamServer(tmp_path, store)
+        server.start()
+        yield server
+        server.stop()
 
 
 def _train(
@@ -92,14 +70,9 @@ def test_the_server_command_is_lean_and_creates_its_database(tmp_path: Path) -> 
     assert argv[1] == "server" and "--serve-artifacts" in argv
     assert argv[argv.index("--workers") + 1] == "3"
     assert env["MLFLOW_SERVER_ENABLE_JOB_EXECUTION"] == "false"
-    name = f"mltrail_created_{uuid.uuid4().hex[:8]}"
-    store = ADMIN.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with fresh_database("mltrail_created", create=False) as store:
         assert ensure_database(store) is True
         assert ensure_database(store) is False  # already there
-    finally:
-        with psycopg.connect(ADMIN, autocommit=True) as conn:
-            conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def test_eight_runs_logging_at_once_all_complete(
