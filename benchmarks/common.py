@@ -19,6 +19,15 @@ REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 
 
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on (now)."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def run(argv: list[str], cwd: Path) -> tuple[float, float, str]:
     """Run ``argv`` in a fresh process; return (start epoch time, wall seconds, output)."""
     env = os.environ | {"DVC_NO_ANALYTICS": "1", "WANDB_SILENT": "true"}

@@ -38,7 +38,16 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, REPO, fresh_dir, machine, mltrail, tracking_overrides, wait_exported
+from common import (
+    BIN,
+    REPO,
+    free_port,
+    fresh_dir,
+    machine,
+    mltrail,
+    tracking_overrides,
+    wait_exported,
+)
 
 REVIEW = (
     "I went in expecting little, but the acting was superb and the story kept me guessing "
@@ -49,14 +58,6 @@ wrk.method = "POST"
 wrk.body = '{body}'
 wrk.headers["Content-Type"] = "application/json"
 """
-
-
-def free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def start(argv: list[str], url: str, ready_path: str, cwd: Path, env: dict[str, str]) -> Any:

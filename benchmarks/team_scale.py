@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, REPO, fresh_dir, machine, mltrail
+from common import BIN, REPO, free_port, fresh_dir, machine, mltrail
 
 ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 
@@ -52,11 +52,7 @@ def drop_database(name: str) -> None:
 
 
 def runs_per_minute(work: Path, data: Path, runs: int, clients: int) -> dict[str, Any]:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     db = f"mltrail_bench_mlflow_{uuid.uuid4().hex[:8]}"
     server = subprocess.Popen(
         [str(BIN / "mltrail"), "tracking", "server", "--backend-store-uri",
