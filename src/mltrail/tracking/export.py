@@ -181,7 +181,9 @@ def _export_locked(
     replays: list[_Replay] = []
     end: dict[str, Any] | None = None
     while end is None:
-        gone = _writer_gone(run_dir, writer_pid)  # before reading: see _end_record
+        # Whether the writer is gone, decided before reading (see _end_record); once the start
+        # record is in hand, its pid is checked without reading the file again every poll.
+        gone = not writer_alive(records[0]) if records else _writer_gone(run_dir, writer_pid)
         fresh = list(reader.new_records())
         if fresh and not records:
             start = fresh[0]
