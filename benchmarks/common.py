@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import statistics
@@ -14,6 +13,7 @@ from typing import Any
 
 from mltrail.bench.machine import machine  # noqa: F401 (re-exported for the benchmarks)
 from mltrail.bench.matrix import wait_quiet  # noqa: F401
+from mltrail.tracking.run import wait_for_export
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -59,17 +59,8 @@ def newest_run(journal_dir: Path) -> Path:
 
 
 def wait_exported(run_dir: Path, backends: list[str], timeout_s: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        states = {}
-        for b in backends:
-            path = run_dir / f"export-{b}.json"
-            if path.is_file():
-                states[b] = json.loads(path.read_text())
-        if len(states) == len(backends):
-            return states
-        time.sleep(0.05)
-    raise TimeoutError(f"export of {run_dir} not done in {timeout_s} s")
+    """Each backend's export state of ``run_dir``, once every one is written."""
+    return wait_for_export(run_dir, backends, timeout_s)
 
 
 def median(values: list[float]) -> float:

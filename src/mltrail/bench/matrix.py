@@ -29,6 +29,7 @@ from mltrail.config import BenchParams, Params
 from mltrail.errors import MltrailError
 from mltrail.fsio import dumps_json, write_json
 from mltrail.tracking.journal import pid_alive
+from mltrail.tracking.run import wait_for_export
 
 PAPER = "paper"
 MLTRAIL = "mltrail"
@@ -217,7 +218,7 @@ class Matrix:
             result["tool_runtime_s"] = _tool_runtimes(result["tool_runs"])
         elif cell.tracker != "none":
             run_dir = _run_dir(out)
-            states = _wait_exported(run_dir, [b for b in cell.tracker.split(",") if b])
+            states = wait_for_export(run_dir, [b for b in cell.tracker.split(",") if b], 600)
             wait_quiet(run_dir)
             result["export"] = {k: v["status"] for k, v in states.items()}
             if any(s["status"] != "done" for s in states.values()):
@@ -258,12 +259,6 @@ def _tool_runtimes(runs: dict[str, Any]) -> dict[str, float]:
     if "wandb" in runs:
         found["wandb"] = wandb_runtime_s(Path(runs["wandb"]["run_dir"]))
     return found
-
-
-def _wait_exported(run_dir: Path, backends: list[str], timeout_s: float = 600) -> dict[str, Any]:
-    from mltrail.tracking.run import wait_for_export
-
-    return wait_for_export(run_dir, backends, timeout_s)
 
 
 def wait_quiet(run_dir: Path | None = None, timeout_s: float = 120) -> None:
