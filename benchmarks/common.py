@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 from mltrail.bench.machine import machine  # noqa: F401 (re-exported for the benchmarks)
-from mltrail.bench.matrix import wait_quiet  # noqa: F401
+from mltrail.bench.matrix import run_timed, wait_quiet  # noqa: F401
 from mltrail.tracking.run import wait_for_export
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,14 +27,7 @@ def free_port() -> int:
 
 def run(argv: list[str], cwd: Path) -> tuple[float, float, str]:
     """Run ``argv`` in a fresh process; return (start epoch time, wall seconds, output)."""
-    env = os.environ | {"DVC_NO_ANALYTICS": "1", "WANDB_SILENT": "true"}
-    started = time.time()
-    t0 = time.perf_counter()
-    result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    if result.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed:\n{result.stdout}\n{result.stderr}")
-    return started, wall, result.stdout + result.stderr
+    return run_timed(argv, cwd)
 
 
 def mltrail(args: list[str], cwd: Path) -> tuple[float, float, str]:

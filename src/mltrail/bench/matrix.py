@@ -160,18 +160,9 @@ class Matrix:
         return args
 
     def _call(self, argv: list[str]) -> tuple[float, float]:
-        """Run ``argv`` in a fresh process; (start epoch time, wall seconds)."""
-        env = os.environ | {"DVC_NO_ANALYTICS": "1", "WANDB_SILENT": "true"}
-        started = time.time()
-        t0 = time.perf_counter()
-        done = subprocess.run(argv, cwd=self.work, env=env, capture_output=True, text=True)
-        wall = time.perf_counter() - t0
-        if done.returncode != 0:
-            raise MltrailError(
-                f"benchmark command failed ({done.returncode}): {' '.join(argv)}\n"
-                f"{done.stderr.strip()[-2000:]}",
-                hint="the cells finished so far are kept; fix the cause and run again",
-            )
+        started, wall, _ = run_timed(
+            argv, self.work, hint="the cells finished so far are kept; fix the cause and run again"
+        )
         return started, wall
 
     # -- cells ------------------------------------------------------------------------------
@@ -238,6 +229,22 @@ class Matrix:
             if path.is_file():
                 found.append(json.loads(path.read_text()))
         return found
+
+
+def run_timed(argv: list[str], cwd: Path, hint: str | None = None) -> tuple[float, float, str]:
+    """Run ``argv`` in a fresh process; (start epoch time, wall seconds, output)."""
+    env = os.environ | {"DVC_NO_ANALYTICS": "1", "WANDB_SILENT": "true"}
+    started = time.time()
+    t0 = time.perf_counter()
+    done = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if done.returncode != 0:
+        raise MltrailError(
+            f"benchmark command failed ({done.returncode}): {' '.join(argv)}\n"
+            f"{done.stdout.strip()[-2000:]}\n{done.stderr.strip()[-2000:]}",
+            hint=hint,
+        )
+    return started, wall, done.stdout + done.stderr
 
 
 def _yaml(value: int | None) -> str:
