@@ -18,6 +18,19 @@ POSTGRES_ADMIN = os.environ.get(
 )
 
 
+@pytest.fixture(autouse=True)
+def _restore_mlflow_tracking_uri() -> Iterator[None]:
+    """``mlflow.set_tracking_uri`` in a test (to read runs back) is process-global and beats
+    $MLFLOW_TRACKING_URI in every later test: unset it again afterwards (private, but the
+    only handle: mlflow has no public way to unset it)."""
+    import sys
+
+    yield
+    utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
+    if utils is not None:
+        utils._tracking_uri = None
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on (now)."""
     with socket.socket() as s:

@@ -34,7 +34,7 @@ def test_imdb_through_the_mirror(
     assert len(raw) == 50_000
     assert raw["label"].value_counts().to_dict() == {"0": 25_000, "1": 25_000}
     prepared = prepare_text.prepare_text(raw, params.text)
-    assert prepared.profile["rows"] == {"train": 4000, "test": 1000}
+    assert prepared.profile["rows"] == {"train": 4000, "test": 1000, "feedback": 0}
     # stratified: the sample keeps the cleaned data's class ratio (dedup made it 24,8xx / 24,7xx)
     counts = prepared.profile["train"]["class_counts"]
     assert sum(counts.values()) == 4000 and abs(counts["0"] - counts["1"]) <= 20

@@ -218,11 +218,65 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     from mltrail.monitor.summary import summarize
 
     store = args.store or os.environ.get("MLTRAIL_TELEMETRY_DSN") or "telemetry.db"
-    since = time.time() - args.minutes * 60 if args.minutes else None
-    summary = summarize(read_window(store, since=since, endpoint=args.endpoint, limit=args.limit))
-    if args.json:
-        write_json(args.json, summary)
-    print(json.dumps(summary, indent=2))
+    if args.model is None:  # no model to test against: the summary of the window
+        since = time.time() - args.minutes * 60 if args.minutes else None
+        window = read_window(store, since=since, endpoint=args.endpoint, limit=args.limit)
+        summary = summarize(window)
+        if args.json:
+            write_json(args.json, summary)
+        print(json.dumps(summary, indent=2))
+        return 0
+    from mltrail.monitor.run import monitored_model, run_check
+
+    params = _params(args)
+    model = monitored_model(args.model)
+    check = run_check(store, model, params.monitor, args.out)
+    print(f"{check.decision}: {model.task} model {model.version}, {check.predictions} "
+          f"predictions in the window")  # fmt: skip
+    for reason in check.reasons:
+        print(f"  [{reason.level}] {reason.check}: {reason.message}")
+    if args.out is not None:
+        print(f"report: {args.out / 'report.html'}")
+    return int(args.retrain_exit_code) if check.decision == "retrain" else 0
+
+
+def cmd_retrain(args: argparse.Namespace) -> int:
+    import os
+    import time
+
+    from mltrail.monitor.retrain import retrain_once
+
+    params = _params(args)
+    store = args.store or os.environ.get("MLTRAIL_TELEMETRY_DSN") or "telemetry.db"
+    while True:
+        try:
+            record = retrain_once(params, store, args.out, force=args.force, server=args.server,
+                                  api_key=os.environ.get("MLTRAIL_API_KEY"))  # fmt: skip
+            print(f"{record['outcome']} (record {record['id']} in {args.out / params.retrain.task}"
+                  f"/loop.jsonl)")  # fmt: skip
+        except MltrailError as exc:
+            if not args.every:
+                raise
+            print(f"retrain pass failed, serving model untouched: {exc}", file=sys.stderr)
+        if not args.every:
+            return 0
+        time.sleep(args.every)
+
+
+def cmd_promote(args: argparse.Namespace) -> int:
+    import os
+
+    from mltrail.monitor.promote import promote, reload_server
+
+    params = _params(args)
+    record = promote(args.model, params, {"manual": True})
+    print(f"promoted {record['task']} model {record['version']} -> {record['release']}")
+    if record["registry"]:
+        print(f"MLflow: {record['registry']['uri']} = version {record['registry']['version']}")
+    if args.server:
+        now = reload_server(args.server, record["task"], str(Path(record["release"]).resolve()),
+                            os.environ.get("MLTRAIL_API_KEY"))  # fmt: skip
+        print(f"{args.server} now serves {now}")
     return 0
 
 
@@ -435,20 +489,60 @@ def build_parser() -> argparse.ArgumentParser:
 
     mon = verbs.add_parser(
         "monitor",
-        help="summarize a window of serving telemetry (SQLite or PostgreSQL store)",
-        description="Volume, class mix, confidence, latency percentiles, input profiles and "
-        "live accuracy from feedback, over the newest predictions of the telemetry store.",
+        parents=[common],
+        help="check the serving model: drift, live accuracy, latency SLO -> ok/warn/retrain",
+        description="With --model: test the newest `monitor.window` predictions of that model "
+        "(params.yaml `monitor`) against the reference it was trained with, decide ok / warn "
+        "/ retrain, and write OUT/report.html, check.json, monitor.prom (Prometheus gauges) "
+        "and a line in OUT/decisions.jsonl. Without --model: summarize the window (volume, "
+        "class mix, confidence, latency, inputs, live accuracy).",
+    )
+    mon.add_argument("--model", help="the serving model: folder, runs:/... or models:/...")
+    mon.add_argument("--out", type=Path, help="report folder (with --model)")
+    mon.add_argument(
+        "--retrain-exit-code",
+        type=int,
+        default=0,
+        help="exit status on a retrain decision (e.g. 3, for cron or CI; default 0)",
     )
     mon.add_argument(
         "--store",
         help="telemetry.db path, sqlite:///path or postgresql://... "
         "(default: $MLTRAIL_TELEMETRY_DSN, else telemetry.db)",
     )
-    mon.add_argument("--minutes", type=float, help="only the last N minutes")
-    mon.add_argument("--endpoint", help="only /predict/text or /predict/image")
-    mon.add_argument("--limit", type=int, default=100_000, help="newest N predictions at most")
+    mon.add_argument("--minutes", type=float, help="only the last N minutes (summary)")
+    mon.add_argument("--endpoint", help="only /predict/text or /predict/image (summary)")
+    mon.add_argument("--limit", type=int, default=100_000, help="newest N predictions (summary)")
     mon.add_argument("--json", type=Path, help="also write the summary here")
     mon.set_defaults(handler=cmd_monitor)
+
+    ret = verbs.add_parser(
+        "retrain",
+        parents=[common],
+        help="close the loop: check, add labelled feedback, dvc repro, evaluate, promote",
+        description="One pass (params.yaml `retrain`): check the serving model; on a retrain "
+        "decision (or --force) add the labelled production inputs as a DVC-tracked feedback "
+        "batch, `dvc repro` the serving stage, compare the candidate with the serving model on "
+        "the test split and on held-out feedback, and promote it only if it is better "
+        "(release copy, MLflow alias, pointer file; the server reloads). Every step goes to "
+        "OUT/<task>/loop.jsonl. The API key for --server comes from $MLTRAIL_API_KEY.",
+    )
+    ret.add_argument("--store", help="telemetry store (default: $MLTRAIL_TELEMETRY_DSN, "
+                     "else telemetry.db)")  # fmt: skip
+    ret.add_argument("--out", type=Path, default=Path("monitoring"), help="reports and records")
+    ret.add_argument("--force", action="store_true", help="retrain whatever the check decides")
+    ret.add_argument("--server", help="a server to reload at once, e.g. http://127.0.0.1:8000")
+    ret.add_argument("--every", type=float, help="repeat every N seconds (a scheduled loop)")
+    ret.set_defaults(handler=cmd_retrain)
+
+    pro = verbs.add_parser(
+        "promote",
+        parents=[common],
+        help="make a model folder the serving one (release copy, MLflow alias, pointer)",
+    )
+    pro.add_argument("model", type=Path, help="a folder written by mltrail train")
+    pro.add_argument("--server", help="a server to reload at once")
+    pro.set_defaults(handler=cmd_promote)
 
     params = verbs.add_parser("params", help="inspect params")
     params_what = params.add_subparsers(dest="what", required=True, metavar="WHAT")

@@ -87,6 +87,8 @@ class TextParams(_Section):
     """Seeded, stratified sample of the cleaned rows; ``null`` uses all of them."""
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 42
+    feedback_dir: str | None = "data/feedback/text"
+    """Labelled production data (``mltrail retrain``) added to the training split."""
 
 
 class Cifar10Params(_Section):
@@ -97,6 +99,8 @@ class Cifar10Params(_Section):
     """Seeded, stratified subset of the 50,000 training images; ``null`` keeps all."""
     test_size: int | None = Field(default=None, gt=0)
     seed: int = 42
+    feedback_dir: str | None = "data/feedback/cifar10"
+    """Labelled production images (``mltrail retrain``) added to the training split."""
 
 
 class TrainTextParams(_Section):
@@ -170,6 +174,54 @@ class BenchParams(_Section):
     """CIFAR-10 test subset; ``null``: all 10,000."""
 
 
+class LatencySlo(_Section):
+    """Per-prediction model time (``inference_ms`` in telemetry), in milliseconds."""
+
+    p95_ms: float = Field(default=50.0, gt=0)
+    p99_ms: float = Field(default=200.0, gt=0)
+
+
+class MonitorParams(_Section):
+    """``mltrail monitor``: what a window is, and when it says ok, warn or retrain."""
+
+    window: int = Field(default=200, gt=0)
+    """The newest N predictions of the model are one window."""
+    min_predictions: int = Field(default=100, gt=0)
+    """Fewer in the window: no drift tests (ok, with a reason saying so)."""
+    alpha: float = Field(default=0.01, gt=0, lt=1)
+    """Chance that an in-distribution window raises drift (Bonferroni over the tests)."""
+    min_feedback: int = Field(default=30, gt=0)
+    """Labelled predictions needed before live accuracy counts."""
+    max_accuracy_drop: float = Field(default=0.05, ge=0, le=1)
+    """Retrain when live accuracy is lower than the reference's by more than this."""
+    retrain_on_drift: bool = True
+    """Retrain on data drift that also moved the predictions, even before labels arrive."""
+    latency: LatencySlo = LatencySlo()
+
+
+class RetrainParams(_Section):
+    """``mltrail retrain``: the loop from a retrain decision to a promoted model."""
+
+    task: Literal["text", "cifar10"] = "text"
+    stage: str = "train_text_mlflow"
+    """The DVC stage whose model serves (re-run, with the stages it depends on)."""
+    registered_model: str = "mltrail-text"
+    """MLflow registered model name; the promoted version gets the alias below."""
+    alias: str = "production"
+    feedback_dir: str = "data/feedback"
+    """Labelled production data, one DVC-tracked file per batch, read by the prepare stage."""
+    eval_fraction: float = Field(default=0.3, gt=0, lt=1)
+    """Share of the new feedback kept out of training to compare the models on."""
+    min_improvement: float = Field(default=0.0, ge=0)
+    """The candidate must beat the serving model on recent feedback by more than this, and
+    be no worse on the held-out test split than ``max_test_drop``."""
+    max_test_drop: float = Field(default=0.02, ge=0, le=1)
+    releases_dir: str = "models/releases"
+    """Promoted models are copied here (immutable, by version) for the pointer to name."""
+    pointer_file: str = "models/serving.json"
+    """``{"text": <folder>, "image": <folder>}``: the server reloads when it changes."""
+
+
 BENCH_PRESETS: dict[str, dict[str, Any]] = {
     # IMDB 5,000 rows, CIFAR-10 5,000 / 1,000 images, one repetition: about 3 minutes.
     "quick": {"repeats": 1, "text_rows": 5000, "cifar10_train_size": 5000,
@@ -191,6 +243,8 @@ class Params(_Section):
     tracking: TrackingParams = TrackingParams()
     clean_models: CleanModelsParams = CleanModelsParams()
     bench: BenchParams = BenchParams()
+    monitor: MonitorParams = MonitorParams()
+    retrain: RetrainParams = RetrainParams()
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:

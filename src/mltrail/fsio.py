@@ -30,8 +30,12 @@ def dumps_json(data: Any) -> str:
 
 def write_json(path: Path, data: Any) -> None:
     """Write JSON atomically: readers see the old file or the new one, never a part."""
+    atomic_write_text(path, dumps_json(data))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
     with atomic_file(path) as tmp:
-        tmp.write_text(dumps_json(data), encoding="utf-8")
+        tmp.write_text(text, encoding="utf-8")
 
 
 def _mode(directory: bool) -> int:

@@ -71,7 +71,7 @@ def test_the_text_scorer_gives_the_pipelines_probabilities(
     queries = [*texts[:7], "words never seen anywhere", "", "good GOOD good, film!"]
     probs, counts = TextScorer(model).score(queries)
     assert np.allclose(probs, model.predict_proba(queries), rtol=1e-10, atol=1e-12)
-    assert counts[-3][1] == 0 and counts[-2] == (0, 0)
+    assert counts[-3][1] == 0 and counts[-2] == (0, 0, ())
 
 
 def test_a_model_is_served_from_mlflow_by_run_and_by_registered_alias(

@@ -268,7 +268,8 @@ def test_sigterm_under_load_completes_requests_and_stores_every_record(
         stored = conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
         profile = json.loads(conn.execute("SELECT profile FROM predictions").fetchone()[0])
     assert stored == ok
-    assert set(profile) == {"chars", "tokens", "oov_rate"}
+    # The input statistics, and the TF-IDF vector projected on the reference's directions.
+    assert set(profile) == {"chars", "tokens", "oov_rate", "proj_0", "proj_1", "proj_2", "proj_3"}
     log = server.log.read_text()
     assert "test-key-123" not in log and TEXTS[0] not in log  # no secrets, no raw inputs
 

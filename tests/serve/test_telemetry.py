@@ -9,7 +9,14 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from mltrail.serve.settings import TelemetrySettings
-from mltrail.serve.telemetry import Feedback, Prediction, Record, SqliteSink, Telemetry
+from mltrail.serve.telemetry import (
+    Capture,
+    Feedback,
+    Prediction,
+    Record,
+    SqliteSink,
+    Telemetry,
+)
 
 
 def _prediction(i: int) -> Prediction:
@@ -170,6 +177,7 @@ def test_the_postgres_sink_stores_batches_once_and_answers_lookups(
     for i in range(40):
         telemetry.submit(_prediction(i))
     telemetry.submit(Feedback("p7", time.time(), 0))
+    telemetry.submit(Capture("p7", time.time(), "the input of p7"))
     telemetry.close()
     sink.write([_prediction(3), _prediction(4)])  # a retried batch: stored once
     other = PostgresSink(postgres_dsn)  # a second replica: the schema is already there
@@ -178,7 +186,10 @@ def test_the_postgres_sink_stores_batches_once_and_answers_lookups(
         assert conn.execute("SELECT count(*) FROM predictions").fetchone() == (41,)
         assert conn.execute("SELECT label FROM feedback").fetchall() == [(0,)]
         versions = conn.execute("SELECT version FROM mltrail_telemetry_schema").fetchall()
-        assert versions == [(1,)]
+        assert versions == [(1,), (2,)]  # migration 2: the inputs table
+        assert conn.execute("SELECT prediction_id, input FROM inputs").fetchall() == [
+            ("p7", "the input of p7")
+        ]
         profile = conn.execute("SELECT profile FROM predictions LIMIT 1").fetchone()[0]
     assert profile == {"chars": 10.0}
     assert sink.has_prediction("p39") and not sink.has_prediction("nope")

@@ -40,7 +40,7 @@ def test_profile_channel_statistics_match_the_arrays(tmp_path: Path, make_params
     means = prepared.x_train.mean(axis=(0, 2, 3), dtype=np.float64)
     assert prepared.profile["train"]["channel_mean"] == pytest.approx(means.tolist(), rel=1e-5)
     assert prepared.profile["train"]["class_counts"] == dict.fromkeys(CIFAR_CLASSES, 10)
-    assert prepared.profile["rows"] == {"train": 100, "test": 30}
+    assert prepared.profile["rows"] == {"train": 100, "test": 30, "feedback": 0}
 
 
 def test_subset_larger_than_data(tmp_path: Path, make_params: Make) -> None:

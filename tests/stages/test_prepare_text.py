@@ -38,7 +38,7 @@ def test_sample_is_seeded_and_stratified(tmp_path: Path, make_params: Make) -> N
     a = _prepare(csv, make_params, "text.sample_rows=50")
     b = _prepare(csv, make_params, "text.sample_rows=50")
     c = _prepare(csv, make_params, "text.sample_rows=50", "text.seed=7")
-    assert a.profile["rows"] == {"train": 40, "test": 10}
+    assert a.profile["rows"] == {"train": 40, "test": 10, "feedback": 0}
     assert a.profile["train"]["class_counts"] == {"0": 20, "1": 20}
     assert a.profile["content_sha256"] == b.profile["content_sha256"]
     assert a.profile["content_sha256"] != c.profile["content_sha256"]
@@ -130,7 +130,7 @@ def test_aclimdb_archive_through_the_cli(
     ])  # fmt: skip
     assert code == 0
     profile = json.loads((out / "profile.json").read_text())
-    assert profile["rows"] == {"train": 32, "test": 8}
+    assert profile["rows"] == {"train": 32, "test": 8, "feedback": 0}
     assert profile["train"]["class_counts"] == {"0": 16, "1": 16}
 
 

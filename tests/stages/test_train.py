@@ -51,9 +51,15 @@ def test_text_outputs_and_manifest(workdir: Path, text_data: Path, make_params: 
     out = workdir / "model"
     manifest = train_text.run(_tracked(make_params, workdir), "mlflow", text_data, out)
     assert sorted(p.name for p in out.iterdir()) == [
-        "confusion_matrix.png", "manifest.json", "metrics.json", "model.npz",
-        "per_class.json", "predictions.csv",
+        "confusion_matrix.png", "explain.json", "manifest.json", "metrics.json", "model.npz",
+        "per_class.json", "predictions.csv", "reference.npz",
     ]  # fmt: skip
+    # The monitoring reference is part of the model: named and hashed by the manifest.
+    assert manifest["model"]["info"]["reference"] == {
+        "file": "reference.npz", "sha256": sha256_file(out / "reference.npz"),
+    }  # fmt: skip
+    top = json.loads((out / "explain.json").read_text())["top_terms"]
+    assert set(top) == {"0", "1"} and top["1"][0]["weight"] > 0
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == manifest
     assert manifest["model"]["sha256"] == sha256_file(out / "model.npz")

@@ -111,7 +111,9 @@ class TextScorer:
     so a sigmoid for two classes and a softmax (multinomial) for more.
     """
 
-    def __init__(self, model: Pipeline) -> None:
+    def __init__(self, model: Pipeline, projection: np.ndarray | None = None) -> None:
+        """``projection``: vocabulary x k directions (``mltrail.monitor.reference``); each
+        text's normalised TF-IDF vector projected on them comes out with its counts."""
         vectorizer: TfidfVectorizer = model.named_steps["tfidf"]
         classifier: LogisticRegression = model.named_steps["clf"]
         self.analyze = vectorizer.build_analyzer()
@@ -122,11 +124,19 @@ class TextScorer:
         self.norm = vectorizer.norm
         self.coef_t = np.ascontiguousarray(classifier.coef_.T, dtype=np.float64)
         self.intercept = np.asarray(classifier.intercept_, dtype=np.float64)
+        self.projection = (
+            None if projection is None else np.ascontiguousarray(projection, dtype=np.float64)
+        )
+        self.terms: list[str] | None = None  # index -> term, built on the first explanation
 
-    def score(self, texts: list[str]) -> tuple[np.ndarray, list[tuple[int, int]]]:
-        """Class probabilities (one row per text) and (tokens, known tokens) per text."""
+    def score(
+        self, texts: list[str]
+    ) -> tuple[np.ndarray, list[tuple[int, int, tuple[float, ...]]]]:
+        """Class probabilities (one row per text) and, per text, (tokens, known tokens, its
+        projection: empty without one)."""
         logits = np.empty((len(texts), self.coef_t.shape[1]))
         counts = []
+        k = 0 if self.projection is None else self.projection.shape[1]
         for row, text in enumerate(texts):
             tokens = self.analyze(text)
             tf: dict[int, int] = {}
@@ -134,26 +144,67 @@ class TextScorer:
                 index = self.vocabulary.get(token)
                 if index is not None:
                     tf[index] = tf.get(index, 0) + 1
-            counts.append((len(tokens), sum(tf.values())))
+            known = sum(tf.values())
             if not tf:
+                counts.append((len(tokens), known, (0.0,) * k))
                 logits[row] = self.intercept
                 continue
-            indices = np.fromiter(tf.keys(), dtype=np.intp, count=len(tf))
-            values = np.fromiter(tf.values(), dtype=np.float64, count=len(tf))
-            if self.binary:
-                values[:] = 1.0
-            elif self.sublinear:
-                values = np.log(values) + 1.0
-            if self.idf is not None:
-                values *= self.idf[indices]
-            if self.norm == "l2":
-                values /= np.sqrt(values @ values)
-            elif self.norm == "l1":
-                values /= np.abs(values).sum()
+            indices, values = self._weights(tf)
+            projected = () if self.projection is None else tuple(
+                (values @ self.projection[indices]).tolist()
+            )  # fmt: skip
+            counts.append((len(tokens), known, projected))
             logits[row] = values @ self.coef_t[indices] + self.intercept
+        return self._probabilities(logits), counts
+
+    def _weights(self, tf: dict[int, int]) -> tuple[np.ndarray, np.ndarray]:
+        """The document's TF-IDF vector (its nonzero indices and values), as the vectorizer."""
+        indices = np.fromiter(tf.keys(), dtype=np.intp, count=len(tf))
+        values = np.fromiter(tf.values(), dtype=np.float64, count=len(tf))
+        if self.binary:
+            values[:] = 1.0
+        elif self.sublinear:
+            values = np.log(values) + 1.0
+        if self.idf is not None:
+            values *= self.idf[indices]
+        if self.norm == "l2":
+            values /= np.sqrt(values @ values)
+        elif self.norm == "l1":
+            values /= np.abs(values).sum()
+        return indices, values
+
+    @staticmethod
+    def _probabilities(logits: np.ndarray) -> np.ndarray:
         if logits.shape[1] == 1:  # two classes: sigmoid of the one decision
             positive = 1.0 / (1.0 + np.exp(-logits[:, 0]))
-            return np.column_stack([1.0 - positive, positive]), counts
+            return np.column_stack([1.0 - positive, positive])
         logits -= logits.max(axis=1, keepdims=True)
         exp = np.exp(logits)
-        return exp / exp.sum(axis=1, keepdims=True), counts
+        probs: np.ndarray = exp / exp.sum(axis=1, keepdims=True)
+        return probs
+
+    def explain(self, text: str, label: int, top: int = 10) -> list[dict[str, float | str]]:
+        """The terms of ``text`` that pushed the decision most towards class ``label``: each
+        term's TF-IDF weight times its coefficient (its exact share of the logit, since the
+        model is linear), largest first. For two classes the one decision is for class 1, so
+        a term's push towards class 0 is minus its contribution."""
+        if self.terms is None:
+            terms = [""] * len(self.vocabulary)
+            for term, position in self.vocabulary.items():
+                terms[position] = term
+            self.terms = terms
+        tf: dict[int, int] = {}
+        for token in self.analyze(text):
+            found = self.vocabulary.get(token)
+            if found is not None:
+                tf[found] = tf.get(found, 0) + 1
+        if not tf:
+            return []
+        indices, values = self._weights(tf)
+        if self.coef_t.shape[1] == 1:
+            sign = 1.0 if label == 1 else -1.0
+            contribution = sign * values * self.coef_t[indices, 0]
+        else:
+            contribution = values * self.coef_t[indices, label]
+        order = np.argsort(-contribution)[:top]
+        return [{"term": self.terms[indices[i]], "weight": float(contribution[i])} for i in order]

@@ -12,12 +12,14 @@ runs in the thread pool. Every prediction leaves a telemetry record (see ``telem
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import gc
 import hmac
 import io
 import json
 import logging
+import random
 import time
 import uuid
 from collections import OrderedDict
@@ -39,6 +41,7 @@ from mltrail.serve.loading import LoadedModel, load
 from mltrail.serve.metrics import ServerMetrics
 from mltrail.serve.settings import ServeSettings
 from mltrail.serve.telemetry import (
+    Capture,
     Feedback,
     PostgresSink,
     Prediction,
@@ -255,8 +258,12 @@ def create_app(settings: ServeSettings) -> FastAPI:
         inference_ms = (time.perf_counter() - started) * 1000
         if settings.log_inputs:
             log.info("predict/text inputs: %r", texts)
+        explanations = None
+        if body.explain and model.explain is not None:
+            explain = model.explain
+            explanations = [explain(t, int(p.argmax())) for t, p in zip(texts, probs, strict=True)]
         return _answer(state, model, "/predict/text", probs, profiles, inference_ms,
-                       body.probabilities)  # fmt: skip
+                       body.probabilities, explanations, texts)  # fmt: skip
 
     @app.post(
         "/predict/image",
@@ -294,7 +301,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
         started = time.perf_counter()
         probs, profiles = await run_in_threadpool(model.predict, images)
         inference_ms = (time.perf_counter() - started) * 1000
-        return _answer(state, model, "/predict/image", probs, profiles, inference_ms, want_probs)
+        return _answer(
+            state, model, "/predict/image", probs, profiles, inference_ms, want_probs,
+            inputs=images,
+        )  # fmt: skip
 
     @app.post(
         "/feedback",
@@ -364,6 +374,8 @@ def _answer(
     profiles: list[dict[str, float]],
     inference_ms: float,
     with_probabilities: bool,
+    explanations: list[list[dict[str, Any]]] | None = None,
+    inputs: Any = None,
 ) -> Response:
     """The response (the shape of ``schemas.PredictResponse``, serialized directly: validating
     what this function builds would cost more than the model), telemetry and metrics."""
@@ -373,7 +385,8 @@ def _answer(
     predictions = []
     telemetry = state.telemetry
     counters = state.class_counters(model)
-    for row, label, profile in zip(probs, labels, profiles, strict=True):
+    capture = state.settings.capture_inputs if telemetry is not None else 0.0
+    for i, (row, label, profile) in enumerate(zip(probs, labels, profiles, strict=True)):
         prediction_id = uuid.uuid4().hex
         name = model.classes[label]
         confidence = float(row[label])
@@ -385,6 +398,7 @@ def _answer(
             "probabilities": (
                 dict(zip(model.classes, row.tolist(), strict=True)) if with_probabilities else None
             ),
+            "explanation": None if explanations is None else explanations[i],
         })  # fmt: skip
         state.remember(prediction_id, len(model.classes))
         counters[label].inc()
@@ -394,9 +408,19 @@ def _answer(
                 Prediction(prediction_id, now, endpoint, model.version, label, name,
                            confidence, per_item_ms, profile)
             )  # fmt: skip
+            if capture and inputs is not None and random.random() < capture:
+                telemetry.submit(Capture(prediction_id, now, _encode_input(inputs[i])))
     return ORJSONResponse({
         "predictions": predictions, "model_version": model.version, "inference_ms": inference_ms,
     })  # fmt: skip
+
+
+def _encode_input(item: Any) -> str:
+    """A text as is; an image (3 x 32 x 32 in [0, 1]) as base64 of its bytes (3,072)."""
+    if isinstance(item, str):
+        return item
+    pixels = np.clip(np.rint(np.asarray(item) * 255.0), 0, 255).astype(np.uint8)
+    return base64.b64encode(pixels.tobytes()).decode()
 
 
 async def _read_images(request: Request, settings: ServeSettings) -> tuple[Any, bool]:

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +23,8 @@ from numpy.typing import NDArray
 from mltrail.errors import MltrailError
 from mltrail.fsio import sha256_file
 from mltrail.lineage import MANIFEST
+from mltrail.monitor.features import ImageProjection, Predict, image_predictor, text_predictor
+from mltrail.monitor.reference import Reference
 
 MLFLOW_ARTIFACT = "mltrail-model"
 
@@ -32,17 +33,16 @@ class ModelLoadError(MltrailError):
     """The model cannot be served: missing, tampered with, or of an unknown kind."""
 
 
-Profile = dict[str, float]
-
-
 @dataclass(frozen=True)
 class LoadedModel:
     kind: str  # text | image
     source: str
     manifest: dict[str, Any]
     classes: list[str]
-    predict: Callable[[Any], tuple[NDArray[np.float64], list[Profile]]]
+    predict: Predict
     """Inputs -> (class probabilities, one row per input; the input profiles)."""
+    explain: Callable[[str, int], list[dict[str, float | str]]] | None = None
+    """Text models: (text, class) -> the terms that pushed the prediction towards it."""
 
     def predict_proba(self, inputs: Any) -> NDArray[np.float64]:
         return self.predict(inputs)[0]
@@ -114,57 +114,50 @@ def load(source: str, kind: str) -> LoadedModel:
     classes = [str(c) for c in info.get("classes", [])]
     if not classes:
         raise ModelLoadError(f"{source}: its manifest names no classes", hint="retrain it")
-    model_file = model_dir / manifest["model"]["file"]
     if kind == "text":
-        return _load_text(source, manifest, classes, model_file)
-    return _load_image(source, manifest, classes, model_file, str(info.get("architecture")))
+        return _load_text(source, manifest, classes, model_dir)
+    return _load_image(source, manifest, classes, model_dir, str(info.get("architecture")))
+
+
+def _load_reference(model_dir: Path, manifest: dict[str, Any]) -> Reference | None:
+    """The model's monitoring reference (for the projections its profiles carry), verified
+    like the model file; ``None`` for a model trained before references existed."""
+    from mltrail.monitor.reference import load_reference
+
+    entry = manifest["model"].get("info", {}).get("reference")
+    if not entry:
+        return None
+    path = model_dir / entry["file"]
+    if not path.is_file() or sha256_file(path) != entry["sha256"]:
+        raise ModelLoadError(
+            f"{path} is missing or differs from its manifest's sha256; refusing to load",
+            hint="restore the model folder (`dvc checkout`) or retrain it",
+        )
+    return load_reference(path)
 
 
 def _load_text(
-    source: str, manifest: dict[str, Any], classes: list[str], model_file: Path
+    source: str, manifest: dict[str, Any], classes: list[str], model_dir: Path
 ) -> LoadedModel:
     from mltrail.models.text import TextScorer, load_text_model
 
-    scorer = TextScorer(load_text_model(model_file))
-
-    def predict(texts: Sequence[str]) -> tuple[NDArray[np.float64], list[Profile]]:
-        probs, counts = scorer.score(list(texts))
-        profiles = [
-            {"chars": float(len(t)), "tokens": float(n),
-             "oov_rate": (n - known) / n if n else 1.0}
-            for t, (n, known) in zip(texts, counts, strict=True)
-        ]  # fmt: skip
-        return probs, profiles
-
-    return LoadedModel("text", source, manifest, classes, predict)
+    reference = _load_reference(model_dir, manifest)
+    scorer = TextScorer(
+        load_text_model(model_dir / manifest["model"]["file"]),
+        None if reference is None else reference.projection,
+    )
+    return LoadedModel("text", source, manifest, classes, text_predictor(scorer), scorer.explain)
 
 
 def _load_image(
-    source: str, manifest: dict[str, Any], classes: list[str], model_file: Path, arch: str
+    source: str, manifest: dict[str, Any], classes: list[str], model_dir: Path, arch: str
 ) -> LoadedModel:
-    import torch
-
     from mltrail.models.cnn_io import load_cnn
 
-    model = load_cnn(model_file, arch)
-    lock = threading.Lock()  # one forward pass at a time: torch already uses every core
-
-    def predict(images: NDArray[np.float32]) -> tuple[NDArray[np.float64], list[Profile]]:
-        with lock, torch.inference_mode():
-            logits = model(torch.from_numpy(np.ascontiguousarray(images)))
-            probs = torch.softmax(logits, dim=1).double().numpy()
-        return probs, profile(images)
-
-    def profile(images: NDArray[np.float32]) -> list[Profile]:
-        found = []
-        for image in images:
-            gray = 0.299 * image[0] + 0.587 * image[1] + 0.114 * image[2]
-            found.append({
-                "mean_r": float(image[0].mean()), "mean_g": float(image[1].mean()),
-                "mean_b": float(image[2].mean()), "std_r": float(image[0].std()),
-                "std_g": float(image[1].std()), "std_b": float(image[2].std()),
-                "brightness": float(gray.mean()), "contrast": float(gray.std()),
-            })  # fmt: skip
-        return found
-
-    return LoadedModel("image", source, manifest, classes, predict)
+    reference = _load_reference(model_dir, manifest)
+    projection = (
+        None if reference is None
+        else ImageProjection(reference.projection_mean, reference.projection)
+    )  # fmt: skip
+    model = load_cnn(model_dir / manifest["model"]["file"], arch)
+    return LoadedModel("image", source, manifest, classes, image_predictor(model, projection))

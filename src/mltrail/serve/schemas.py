@@ -18,6 +18,8 @@ class TextRequest(_Body):
     texts: list[str] | None = Field(default=None, min_length=1)
     probabilities: bool = False
     """Also return the probability of every class."""
+    explain: bool = False
+    """Also return the terms that drove each prediction (TF-IDF weight x coefficient)."""
 
     @field_validator("text")
     @classmethod
@@ -59,12 +61,20 @@ class ImageRequest(_Body):
         return [self.image] if self.image is not None else list(self.images or [])
 
 
+class TermWeight(BaseModel):
+    term: str
+    weight: float
+    """The term's share of the decision for the predicted class (positive: towards it)."""
+
+
 class Prediction(BaseModel):
     prediction_id: str
     label: int
     class_name: str
     confidence: float
     probabilities: dict[str, float] | None = None
+    explanation: list[TermWeight] | None = None
+    """Text with ``explain=true``: the terms that drove the prediction, strongest first."""
 
 
 class PredictResponse(BaseModel):

@@ -64,6 +64,10 @@ class ServeSettings(_Strict):
     """The container image tag, shown by /version; from ``$MLTRAIL_IMAGE_TAG``."""
     log_inputs: bool = False
     """Log raw inputs (texts, pixel arrays) in the server log; off: they are never logged."""
+    capture_inputs: float = Field(default=0.0, ge=0, le=1)
+    """Share of predictions whose input is kept in the telemetry store (table ``inputs``),
+    so that the ones given feedback can join the training data (``mltrail retrain``). 0 by
+    default: inputs may be personal data; turn it on knowingly. ``$MLTRAIL_CAPTURE_INPUTS``."""
     telemetry: TelemetrySettings = TelemetrySettings()
 
 
@@ -73,6 +77,7 @@ ENV = {
     "MLTRAIL_API_KEY": "api_key",
     "MLTRAIL_IMAGE_TAG": "image_tag",
     "MLTRAIL_POINTER_FILE": "pointer_file",
+    "MLTRAIL_CAPTURE_INPUTS": "capture_inputs",
 }
 
 

@@ -57,13 +57,27 @@ class Feedback:
     kind: str = "feedback"
 
 
-Record = Prediction | Feedback
+@dataclass(slots=True)
+class Capture:
+    """A prediction's input, kept (``capture_inputs``) so that labelled production data can
+    be added to the training set: a text, or an image as base64 of its 3 x 32 x 32 bytes."""
+
+    prediction_id: str
+    time: float
+    input: str
+    kind: str = "capture"
+
+
+Record = Prediction | Feedback | Capture
 
 
 def record_from_dict(values: dict[str, Any]) -> Record:
     values = dict(values)
-    if values.pop("kind", "prediction") == "feedback":
+    kind = values.pop("kind", "prediction")
+    if kind == "feedback":
         return Feedback(**values)
+    if kind == "capture":
+        return Capture(**values)
     return Prediction(**values)
 
 
@@ -88,6 +102,8 @@ class SqliteSink:
     CREATE TABLE IF NOT EXISTS feedback (
         prediction_id TEXT NOT NULL, time REAL NOT NULL, label INTEGER NOT NULL,
         PRIMARY KEY (prediction_id, time));
+    CREATE TABLE IF NOT EXISTS inputs (
+        prediction_id TEXT PRIMARY KEY, time REAL NOT NULL, input TEXT NOT NULL);
     """
     INSERT_PREDICTIONS = """
     INSERT OR IGNORE INTO predictions
@@ -96,6 +112,8 @@ class SqliteSink:
     FROM json_each(?)"""
     INSERT_FEEDBACK = """
     INSERT OR IGNORE INTO feedback SELECT value->>0, value->>1, value->>2 FROM json_each(?)"""
+    INSERT_INPUTS = """
+    INSERT OR IGNORE INTO inputs SELECT value->>0, value->>1, value->>2 FROM json_each(?)"""
 
     def __init__(self, path: Path) -> None:
         self.path = path
@@ -127,9 +145,12 @@ class SqliteSink:
         feedback = orjson.dumps(
             [(r.prediction_id, r.time, r.label) for r in records if isinstance(r, Feedback)]
         )
+        captures = [(r.prediction_id, r.time, r.input) for r in records if isinstance(r, Capture)]
         with conn:  # one transaction: all of the batch or none of it
             conn.execute(self.INSERT_PREDICTIONS, (predictions,))
             conn.execute(self.INSERT_FEEDBACK, (feedback,))
+            if captures:
+                conn.execute(self.INSERT_INPUTS, (orjson.dumps(captures),))
 
     def has_prediction(self, prediction_id: str) -> bool:
         conn = sqlite3.connect(self.path, timeout=30)
@@ -172,6 +193,13 @@ class PostgresSink:
             PRIMARY KEY (prediction_id, time));
         """,
         ),
+        (
+            2,
+            """
+        CREATE TABLE inputs (
+            prediction_id TEXT PRIMARY KEY, time DOUBLE PRECISION NOT NULL, input TEXT NOT NULL);
+        """,
+        ),
     )
     VERSION = MIGRATIONS[-1][0]
 
@@ -212,6 +240,7 @@ class PostgresSink:
         conn = self._connect()
         predictions = orjson.dumps([r for r in records if isinstance(r, Prediction)])
         feedback = orjson.dumps([r for r in records if isinstance(r, Feedback)])
+        captures = [r for r in records if isinstance(r, Capture)]
         try:
             with conn.transaction():
                 conn.execute(
@@ -225,6 +254,13 @@ class PostgresSink:
                     "jsonb_populate_recordset(NULL::feedback, %s::jsonb) ON CONFLICT DO NOTHING",
                     (feedback.decode(),),
                 )
+                if captures:
+                    conn.execute(
+                        "INSERT INTO inputs SELECT prediction_id, time, input FROM "
+                        "jsonb_populate_recordset(NULL::inputs, %s::jsonb) "
+                        "ON CONFLICT DO NOTHING",
+                        (orjson.dumps(captures).decode(),),
+                    )
         except Exception:
             self.close()  # reconnect on the next try: the server may have restarted
             raise
@@ -278,7 +314,7 @@ class WandbSink:
                     "model_version": r.model_version,
                     **{f"input/{k}": v for k, v in r.profile.items()},
                 })  # fmt: skip
-            else:
+            elif isinstance(r, Feedback):
                 self._run.log({"feedback_label": r.label})
 
     def close(self) -> None:

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mltrail.config import Cifar10Params, Params
+from mltrail.data import feedback
 from mltrail.data.cifar10 import Cifar10Arrays, read_cifar10_archive, to_unit_float
 from mltrail.data.profile import array_content_hash, image_profile
 from mltrail.data.sources import FetchedFile
@@ -37,8 +38,13 @@ class PreparedCifar10:
     profile: dict[str, Any]
 
 
-def prepare_cifar10(arrays: Cifar10Arrays, params: Cifar10Params) -> PreparedCifar10:
-    """Subset (seeded, stratified) and scale to [0, 1]; no file access."""
+def prepare_cifar10(
+    arrays: Cifar10Arrays,
+    params: Cifar10Params,
+    feedback: tuple[NDArray[np.float32], NDArray[np.int64]] | None = None,
+) -> PreparedCifar10:
+    """Subset (seeded, stratified), scale to [0, 1], and add ``feedback`` (labelled production
+    images in [0, 1]) to the training split; no file access."""
     names = arrays.classes
     train = stratified_subset(
         arrays.y_train, params.train_size, params.seed, "cifar10.train_size", names
@@ -48,10 +54,15 @@ def prepare_cifar10(arrays: Cifar10Arrays, params: Cifar10Params) -> PreparedCif
     )
     x_train, y_train = to_unit_float(arrays.x_train[train]), arrays.y_train[train]
     x_test, y_test = to_unit_float(arrays.x_test[test]), arrays.y_test[test]
+    added = 0
+    if feedback is not None and len(feedback[1]):
+        x_train = np.concatenate([x_train, feedback[0]])
+        y_train = np.concatenate([y_train, feedback[1]])
+        added = len(feedback[1])
     profile = {
         "task": "cifar10",
         "classes": names,
-        "rows": {"train": len(y_train), "test": len(y_test)},
+        "rows": {"train": len(y_train), "test": len(y_test), "feedback": added},
         "train": image_profile(x_train, y_train, names),
         "test": image_profile(x_test, y_test, names),
         "content_sha256": array_content_hash(x_train, y_train, x_test, y_test),
@@ -74,7 +85,12 @@ def run(
 ) -> PreparedCifar10:
     cifar = params.cifar10
     source = fetch_source(params, cifar.source, download_dir, progress)
-    prepared = prepare_cifar10(read_cifar10_archive(source.path), cifar)
+    folder = Path(cifar.feedback_dir) if cifar.feedback_dir else None
+    batches = feedback.batch_files(folder, "cifar10")
+    prepared = prepare_cifar10(
+        read_cifar10_archive(source.path), cifar, feedback.read_image_batches(batches)
+    )
+    prepared.profile["feedback"] = feedback.provenance(batches)
     write_prepared_cifar10(prepared, out_dir, source, cifar)
     log.info(
         "wrote %s: %d train, %d test images", out_dir, len(prepared.y_train), len(prepared.y_test)

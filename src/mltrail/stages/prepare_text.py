@@ -2,7 +2,8 @@
 
 Outputs (one folder, written atomically): ``train.parquet`` and ``test.parquet`` (columns
 ``text`` and ``label``, the class index), ``labels.json`` (index -> class name) and
-``profile.json`` (rows, class balance, text lengths, content hash: the drift reference).
+``profile.json`` (rows, class balance, text lengths, content hash, the feedback batches
+added: see ``mltrail.data.feedback``).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 import pandas as pd
 
 from mltrail.config import Params, TextParams
+from mltrail.data import feedback
 from mltrail.data.profile import text_content_hash, text_profile
 from mltrail.data.sources import FetchedFile
 from mltrail.data.split import stratified_split, stratified_subset
@@ -26,6 +28,7 @@ from mltrail.data.text import (
     label_classes,
     read_labelled_text,
 )
+from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_dir, write_json
 from mltrail.stages.common import fetch_source, provenance
 
@@ -40,8 +43,11 @@ class PreparedText:
     profile: dict[str, Any]
 
 
-def prepare_text(raw: pd.DataFrame, params: TextParams) -> PreparedText:
-    """Clean ``raw`` (columns text, label), sample and split it; no file access."""
+def prepare_text(
+    raw: pd.DataFrame, params: TextParams, feedback: pd.DataFrame | None = None
+) -> PreparedText:
+    """Clean ``raw`` (columns text, label), sample and split it, and add ``feedback`` (text,
+    label as class index: labelled production data) to the training split; no file access."""
     cleaned, report = clean_frame(
         raw,
         strip_html=params.strip_html,
@@ -56,11 +62,20 @@ def prepare_text(raw: pd.DataFrame, params: TextParams) -> PreparedText:
     train_idx, test_idx = stratified_split(y, params.test_fraction, params.seed, classes)
     train = pd.DataFrame({TEXT: texts[train_idx], LABEL: y[train_idx]})
     test = pd.DataFrame({TEXT: texts[test_idx], LABEL: y[test_idx]})
+    added = 0
+    if feedback is not None and len(feedback):
+        bad = sorted(set(feedback[LABEL]) - set(range(len(classes))))
+        if bad:
+            raise MltrailError(
+                f"feedback labels {bad[:5]} are not class indices 0-{len(classes) - 1}"
+            )
+        train = pd.concat([train, feedback[[TEXT, LABEL]]], ignore_index=True)
+        added = len(feedback)
     profile = {
         "task": "text",
         "cleaning": report.as_dict(),
         "classes": classes,
-        "rows": {"train": len(train), "test": len(test)},
+        "rows": {"train": len(train), "test": len(test), "feedback": added},
         "train": text_profile(train[TEXT].tolist(), train[LABEL].to_numpy(), classes),
         "test": text_profile(test[TEXT].tolist(), test[LABEL].to_numpy(), classes),
         "content_sha256": text_content_hash(
@@ -84,7 +99,9 @@ def run(params: Params, out_dir: Path, download_dir: Path, progress: bool = True
     text = params.text
     source = fetch_source(params, text.source, download_dir, progress)
     raw = read_labelled_text(source.path, text.text_column, text.label_column, text.encoding_errors)
-    prepared = prepare_text(raw, text)
+    batches = feedback.batch_files(Path(text.feedback_dir) if text.feedback_dir else None, "text")
+    prepared = prepare_text(raw, text, feedback.read_text_batches(batches))
+    prepared.profile["feedback"] = feedback.provenance(batches)
     write_prepared_text(prepared, out_dir, source, text)
     rows = prepared.profile["rows"]
     log.info(

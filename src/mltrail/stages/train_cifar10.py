@@ -2,7 +2,9 @@
 
 Outputs: ``model.pt`` (a state dict: loads with ``weights_only=True``), ``metrics.json``
 (accuracy, test loss, train and predict time: the paper's Tables 5-6), ``history.csv`` and
-``curves.png`` (per epoch), ``per_class.json``, ``confusion_matrix.png``, ``manifest.json``.
+``curves.png`` (per epoch), ``per_class.json``, ``confusion_matrix.png``, ``saliency.png``
+(gradient saliency on one held-out image per class), ``reference.npz`` (what monitoring
+compares traffic with), ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -17,14 +19,16 @@ from typing import Any
 import numpy as np
 
 from mltrail.config import Params, TrainCifar10Params
-from mltrail.fsio import write_json
+from mltrail.fsio import sha256_file, write_json
 from mltrail.models.cnn import RECIPES, Recipe
+from mltrail.models.explain import fixed_sample, plot_saliency, saliency
 from mltrail.models.metrics import (
     classification_scores,
     per_class_report,
     plot_confusion,
     plot_curves,
 )
+from mltrail.monitor.reference import REFERENCE_FILE, build_image_reference
 from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import Reservation, TrackedRun
 
@@ -61,6 +65,15 @@ def run(
             progress=progress,
         )  # fmt: skip
         save_cnn(result.model, out / MODEL_FILE)
+        model = result.model.cpu().eval()
+        reference = build_image_reference(
+            model, x_train, x_test, y_test, classes, seed=section.seed
+        )
+        reference.save(out / REFERENCE_FILE)
+        sample = fixed_sample(y_test, len(classes))
+        maps, sample_predicted = saliency(model, x_test[sample])
+        plot_saliency(out / "saliency.png", x_test[sample], maps, classes,
+                      [int(y_test[i]) for i in sample], sample_predicted)  # fmt: skip
         history = [asdict(r) for r in result.history]
         with (out / "history.csv").open("w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(history[0]))
@@ -84,9 +97,17 @@ def run(
             model_file=MODEL_FILE,
             flavor="pytorch",
             metrics=metrics,
-            artifacts=["history.csv", "curves.png", "per_class.json", "confusion_matrix.png"],
+            artifacts=[
+                "history.csv",
+                "curves.png",
+                "per_class.json",
+                "confusion_matrix.png",
+                "saliency.png",
+                REFERENCE_FILE,
+            ],
             model_info={
                 "architecture": recipe.architecture,
+                "reference": {"file": REFERENCE_FILE, "sha256": sha256_file(out / REFERENCE_FILE)},
                 "recipe": asdict(recipe),
                 "classes": classes,
                 "input": "float32 N x 3 x 32 x 32 in [0, 1]",

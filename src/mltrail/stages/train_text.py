@@ -2,7 +2,8 @@
 
 Outputs: ``model.npz``, ``metrics.json`` (accuracy, F1 macro and weighted, train and predict
 time: the paper's Tables 2-3), ``per_class.json``, ``confusion_matrix.png``,
-``predictions.csv`` (for ``dvc plots``) and ``manifest.json``.
+``predictions.csv`` (for ``dvc plots``), ``explain.json`` (the top-weighted terms per class),
+``reference.npz`` (what monitoring compares traffic with) and ``manifest.json``.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from mltrail.config import Params
-from mltrail.fsio import write_json
+from mltrail.fsio import sha256_file, write_json
+from mltrail.models.explain import top_terms
 from mltrail.models.metrics import (
     classification_scores,
     per_class_report,
@@ -25,6 +27,7 @@ from mltrail.models.metrics import (
     write_predictions_csv,
 )
 from mltrail.models.text import build_text_pipeline, save_text_model
+from mltrail.monitor.reference import REFERENCE_FILE, build_text_reference
 from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import Reservation, TrackedRun
 
@@ -59,6 +62,12 @@ def run(
             "predict_time_s": predict_time,
         }
         save_text_model(model, out / MODEL_FILE)
+        reference = build_text_reference(
+            model, train["text"].tolist(), test["text"].tolist(), y, classes,
+            seed=params.train_text.seed,
+        )  # fmt: skip
+        reference.save(out / REFERENCE_FILE)
+        write_json(out / "explain.json", {"top_terms": top_terms(model, classes)})
         write_json(out / "per_class.json", per_class_report(y, predicted, classes))
         write_predictions_csv(out / "predictions.csv", y, predicted, classes)
         plot_confusion(out / "confusion_matrix.png", y, predicted, classes, "text: confusion")
@@ -66,9 +75,10 @@ def run(
             model_file=MODEL_FILE,
             flavor="sklearn",
             metrics=metrics,
-            artifacts=["per_class.json", "confusion_matrix.png"],
+            artifacts=["per_class.json", "confusion_matrix.png", "explain.json", REFERENCE_FILE],
             model_info={
                 "classes": classes,
+                "reference": {"file": REFERENCE_FILE, "sha256": sha256_file(out / REFERENCE_FILE)},
                 "pip_requirements": _requirements("scikit-learn", "numpy", "scipy"),
             },
             timings={"train_s": train_time, "predict_s": predict_time},

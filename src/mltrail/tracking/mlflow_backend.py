@@ -85,9 +85,13 @@ class MlflowTracker:
 
     def log_model(self, model: ModelRef) -> None:
         """Log ``model`` so the MLflow UI shows it and ``mlflow.pyfunc.load_model`` serves it,
-        and mltrail's own files (model file + manifest) as ``mltrail-model``, which
-        ``mltrail serve`` loads from ``runs:/`` or ``models:/`` URIs without unpickling."""
-        for name in (model.file, MANIFEST):
+        and mltrail's own files (model file, manifest, monitoring reference) as
+        ``mltrail-model``, which ``mltrail serve`` loads from ``runs:/`` or ``models:/`` URIs
+        without unpickling."""
+        reference = model.info.get("reference") or {}
+        for name in (model.file, MANIFEST, reference.get("file")):
+            if name is None:
+                continue
             if (model.path / name).is_file():
                 self.client.log_artifact(
                     self.run_id, str(model.path / name), artifact_path="mltrail-model"

@@ -1,0 +1,89 @@
+"""Drift tests: a window of served predictions against the model's reference.
+
+Every numeric feature of the input profiles (data drift) and the confidence (prediction drift)
+get a two-sample Kolmogorov-Smirnov test; the predicted class mix gets a chi-square
+goodness-of-fit test against the reference's. The tests are scipy's. Their p-values are
+compared with ``alpha`` divided by the number of tests (Bonferroni), so ``alpha`` bounds the
+chance that an in-distribution window raises any drift at all: the false-alarm rate per check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import stats  # type: ignore[import-untyped]
+
+from mltrail.monitor.reference import Reference
+
+DATA, PREDICTION = "data", "prediction"
+
+
+@dataclass(frozen=True)
+class DriftTest:
+    name: str  # a profile feature, "confidence" or "class_mix"
+    group: str  # data | prediction
+    method: str  # ks | chi2
+    statistic: float
+    p_value: float
+    threshold: float
+    """The p-value under which it counts as drift (alpha over the number of tests)."""
+    reference_mean: float | None
+    window_mean: float | None
+
+    @property
+    def drifted(self) -> bool:
+        return self.p_value < self.threshold
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self) | {"drifted": self.drifted}
+
+
+def ks(reference: NDArray[np.float64], window: NDArray[np.float64]) -> tuple[float, float]:
+    """The two-sample KS statistic (largest gap between the two CDFs) and its p-value."""
+    result = stats.ks_2samp(reference, window)
+    return float(result.statistic), float(result.pvalue)
+
+
+def class_mix(
+    reference_fractions: NDArray[np.float64], window_counts: NDArray[np.int64]
+) -> tuple[float, float]:
+    """Chi-square of the window's class counts against the reference's class fractions.
+
+    A class the reference never predicted gets a half-count floor (a window of one such
+    prediction is then surprising, not impossible), and fractions are renormalised."""
+    n = float(window_counts.sum())
+    floor = 0.5 / max(n, 1.0)
+    expected = np.maximum(reference_fractions, floor)
+    expected = expected / expected.sum() * n
+    result = stats.chisquare(window_counts.astype(np.float64), expected)
+    return float(result.statistic), float(result.pvalue)
+
+
+def run_tests(
+    reference: Reference,
+    features: dict[str, NDArray[np.float64]],
+    predicted: NDArray[np.int64],
+    confidence: NDArray[np.float64],
+    alpha: float,
+) -> list[DriftTest]:
+    """Every test for one window; features the reference lacks (or the window) are skipped."""
+    shared = [name for name in reference.features if name in features and len(features[name])]
+    threshold = alpha / (len(shared) + 2)  # + confidence + class mix
+    found = []
+    for name in shared:
+        ref, win = reference.features[name], features[name]
+        statistic, p = ks(ref, win)
+        found.append(DriftTest(name, DATA, "ks", statistic, p, threshold,
+                               float(ref.mean()), float(win.mean())))  # fmt: skip
+    statistic, p = ks(reference.confidence, confidence)
+    found.append(
+        DriftTest("confidence", PREDICTION, "ks", statistic, p, threshold,
+                  float(reference.confidence.mean()), float(confidence.mean()))
+    )  # fmt: skip
+    counts = np.bincount(predicted, minlength=len(reference.classes))[: len(reference.classes)]
+    statistic, p = class_mix(reference.class_fractions, counts)
+    found.append(DriftTest("class_mix", PREDICTION, "chi2", statistic, p, threshold, None, None))
+    return found

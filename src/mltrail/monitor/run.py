@@ -1,0 +1,66 @@
+"""``mltrail monitor``: one check of the serving model against its reference.
+
+The window is the newest ``monitor.window`` predictions *of that model version* (traffic
+served by an earlier or later model says nothing about this one); the report's timeline shows
+the recent history of the endpoint across versions.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mltrail.config import MonitorParams
+from mltrail.errors import MltrailError
+from mltrail.monitor.policy import Check, check_window
+from mltrail.monitor.reference import Reference, load_reference
+from mltrail.monitor.report import write_outputs
+from mltrail.monitor.store import read_window
+from mltrail.monitor.summary import summarize
+
+ENDPOINTS = {"text": "/predict/text", "cifar10": "/predict/image"}
+HISTORY = 3000  # predictions shown on the report's timeline
+
+
+@dataclass
+class MonitoredModel:
+    source: str
+    task: str
+    version: str
+    manifest: dict[str, Any]
+    reference: Reference
+
+
+def monitored_model(source: str) -> MonitoredModel:
+    """The model a server runs from ``source`` (folder or MLflow URI), with its reference."""
+    from mltrail.serve.loading import resolve, verify
+
+    model_dir = resolve(source)
+    manifest = verify(model_dir)
+    entry = manifest["model"].get("info", {}).get("reference")
+    if not entry:
+        raise MltrailError(
+            f"{source} was trained without a monitoring reference",
+            hint="retrain it with this version of mltrail (`dvc repro`)",
+        )
+    reference = load_reference(model_dir / entry["file"])
+    version = f"{manifest.get('stage', manifest['task'])}@{manifest['model']['sha256'][:12]}"
+    return MonitoredModel(source, manifest["task"], version, manifest, reference)
+
+
+def run_check(
+    store: str, model: MonitoredModel, params: MonitorParams, out_dir: Path | None
+) -> Check:
+    endpoint = ENDPOINTS[model.task]
+    window = read_window(store, endpoint=endpoint, limit=params.window,
+                         model_version=model.version)  # fmt: skip
+    check = check_window(window, model.reference, params, model.version)
+    if out_dir is not None:
+        history = read_window(store, endpoint=endpoint, limit=HISTORY)
+        write_outputs(out_dir, check, model.task, model.reference, window, history)
+        # The condensed view of the same window, beside the check.
+        from mltrail.fsio import write_json
+
+        write_json(out_dir / "summary.json", summarize(window))
+    return check
