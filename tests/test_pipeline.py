@@ -9,10 +9,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from mltrail.config import MIRROR_ENV
-from tests.conftest import REPO, shared_datasets
+from tests.conftest import copy_repository, set_params, shared_datasets
 
 pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 
@@ -28,29 +27,11 @@ def _run(args: list[str], cwd: Path) -> str:
     return result.stdout + result.stderr
 
 
-def _set_params(project: Path, **sections: dict[str, object]) -> None:
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 @pytest.fixture(scope="module")
 def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh git repository holding the files this repository tracks."""
-    root = tmp_path_factory.mktemp("project")
-    files = (
-        subprocess.run(["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True)
-        .stdout.decode()
-        .split("\0")
-    )
-    for rel in filter(None, files):
-        if (REPO / rel).is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, root / rel)
-    (root / "dvc.lock").unlink(missing_ok=True)
-    _set_params(
+    root = copy_repository(tmp_path_factory.mktemp("project"))
+    set_params(
         root,
         text={"sample_rows": 2000},
         cifar10={"train_size": 2000, "test_size": 500},
@@ -58,7 +39,6 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
         tracking={"wait": True, "retry_for_s": 0},  # exports finish inside each stage
         bench={"text_rows": 300, "cifar10_train_size": 200, "cifar10_test_size": 100},
     )
-    _run(["git", "init", "-q"], root)
     return root
 
 
@@ -102,7 +82,7 @@ def test_metrics_and_plots_show(project: Path) -> None:
 
 
 def test_text_param_change_reruns_only_the_text_stages(project: Path) -> None:
-    _set_params(project, text={"seed": 7})
+    set_params(project, text={"seed": 7})
     out = _run(["dvc", "repro"], project)
     assert "Running stage 'prepare_data_text'" in out
     assert "Running stage 'train_text_baseline'" in out

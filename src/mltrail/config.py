@@ -216,9 +216,9 @@ class RetrainParams(_Section):
     """The candidate must beat the serving model on recent feedback by more than this, and
     be no worse on the held-out test split than ``max_test_drop``."""
     max_test_drop: float = Field(default=0.02, ge=0, le=1)
-    releases_dir: str = "models/releases"
+    releases_dir: str = "releases"
     """Promoted models are copied here (immutable, by version) for the pointer to name."""
-    pointer_file: str = "models/serving.json"
+    pointer_file: str = "releases/serving.json"
     """``{"text": <folder>, "image": <folder>}``: the server reloads when it changes."""
 
 

@@ -76,7 +76,10 @@ def _register(model_dir: Path, manifest: dict[str, Any], params: Params) -> dict
     mlflow.set_tracking_uri(uri)
     name, alias = params.retrain.registered_model, params.retrain.alias
     run_id = state["run_id"]
-    found = mlflow.register_model(f"runs:/{run_id}/mltrail-model", name)
+    # The MLflow flavor ("model", what MLflow's UI and `mlflow models serve` use); mltrail's
+    # own files sit beside it in the same run (``mltrail-model``), which `mltrail serve`
+    # fetches for ``models:/<name>@<alias>``.
+    found = mlflow.register_model(f"runs:/{run_id}/model", name)
     client.set_registered_model_alias(name, alias, found.version)
     client.set_model_version_tag(name, found.version, "mltrail.version", version_of(manifest))
     return {"tracking_uri": uri, "name": name, "version": str(found.version), "alias": alias,

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import subprocess
 import sys
 import time
@@ -92,8 +93,11 @@ def _last_feedback_time(log_path: Path) -> float:
 
 def _run(command: list[str], log_file: Path) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
+    # The stages call `mltrail`: the one installed beside this interpreter, also from cron.
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     with log_file.open("ab") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False)
+        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False,
+                              env=os.environ | {"PATH": path})  # fmt: skip
     if done.returncode != 0:
         tail = log_file.read_text(errors="replace")[-1500:]
         raise MltrailError(f"`{' '.join(command)}` failed (exit {done.returncode}):\n{tail}")
