@@ -67,6 +67,18 @@ def test_text_predictions_match_the_offline_model(
     assert batch["inference_ms"] > 0 and "@" in batch["model_version"]
 
 
+def test_explain_returns_the_terms_that_drove_each_text_prediction(server: Server) -> None:
+    with server.client() as c:
+        body = c.post("/predict/text", json={"texts": ["a good film", "a bad film"],
+                                             "explain": True}).json()  # fmt: skip
+        plain = c.post("/predict/text", json={"text": "a good film"}).json()
+    good, bad = body["predictions"]
+    assert good["class_name"] == "1" and good["explanation"][0]["term"] == "good"
+    assert bad["class_name"] == "0" and bad["explanation"][0]["term"] == "bad"
+    assert all(t["weight"] > 0 for t in good["explanation"][:1])
+    assert plain["predictions"][0]["explanation"] is None
+
+
 def test_image_predictions_match_the_offline_model_in_every_encoding(
     server: Server, model_dirs: dict[str, Path]
 ) -> None:
@@ -268,6 +280,8 @@ def test_sigterm_under_load_completes_requests_and_stores_every_record(
         stored = conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
         profile = json.loads(conn.execute("SELECT profile FROM predictions").fetchone()[0])
     assert stored == ok
+    with sqlite3.connect(tmp_path / "srv" / "telemetry.db") as conn:  # capture is off
+        assert conn.execute("SELECT COUNT(*) FROM inputs").fetchone() == (0,)
     # The input statistics, and the TF-IDF vector projected on the reference's directions.
     assert set(profile) == {"chars", "tokens", "oov_rate", "proj_0", "proj_1", "proj_2", "proj_3"}
     log = server.log.read_text()
