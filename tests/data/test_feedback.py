@@ -39,6 +39,7 @@ def test_an_image_batch_round_trips_its_pixels(tmp_path: Path) -> None:
                                  list(range(10)) * 2, eval_fraction=0.5)  # fmt: skip
     x, y = feedback.read_image_batches([batch.train, batch.eval])
     assert x.shape == (20, 3, 32, 32) and x.dtype == np.float32
+    assert sorted(y.tolist()) == sorted(list(range(10)) * 2)
     assert np.allclose(np.sort(x.reshape(20, -1).sum(1)),
                        np.sort(pixels.reshape(20, -1).sum(1) / 255.0), rtol=1e-5)  # fmt: skip
     with pytest.raises(MltrailError, match="expected 3,072"):
