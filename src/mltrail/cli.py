@@ -168,10 +168,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
         host=args.host,
         port=args.port,
     )
-    if not settings.text_model and not settings.image_model:
+    pointer = Path(settings.pointer_file) if settings.pointer_file else None
+    if not settings.text_model and not settings.image_model and not (pointer and pointer.is_file()):
         raise MltrailError(
             "no model to serve",
-            hint="give --text-model and/or --image-model (a models/<task>/<tracker> folder)",
+            hint="give --text-model and/or --image-model (a models/<task>/<tracker> folder), "
+            "or a pointer_file that names them (mltrail promote writes one)",
         )
     uvicorn.run(
         create_app(settings),
@@ -278,6 +280,22 @@ def cmd_promote(args: argparse.Namespace) -> int:
                             os.environ.get("MLTRAIL_API_KEY"))  # fmt: skip
         print(f"{args.server} now serves {now}")
     return 0
+
+
+def cmd_scenario(args: argparse.Namespace) -> int:
+    from mltrail.monitor.scenario import run_scenario
+
+    result = run_scenario(
+        Path.cwd(), args.out, args.work, shift=args.shift, train_size=args.train_size,
+        epochs=args.epochs,
+    )  # fmt: skip
+    acc = result["served_accuracy"]
+    print(
+        f"in-distribution {acc['in-distribution']:.3f}, shifted {acc['shifted']:.3f}, "
+        f"after retrain {acc['after retrain']:.3f}; loop: {result['loop']['outcome']}"
+    )
+    print(f"report: {args.out / 'scenario.md'}")
+    return 0 if result["promoted"] and result["recovered"] else 1
 
 
 def cmd_params_show(args: argparse.Namespace) -> int:
@@ -543,6 +561,21 @@ def build_parser() -> argparse.ArgumentParser:
     pro.add_argument("model", type=Path, help="a folder written by mltrail train")
     pro.add_argument("--server", help="a server to reload at once")
     pro.set_defaults(handler=cmd_promote)
+
+    sce = verbs.add_parser(
+        "scenario",
+        help="the loop end to end on CIFAR-10: serve, drift, detect, retrain, promote, recover",
+        description="In a scratch copy of this project (--work): train and promote the CNN, "
+        "serve it, send labelled CIFAR-10 traffic, shift it, let the monitor decide, run the "
+        "retrain loop, and measure the recovery. Needs the dataset (MLTRAIL_DATA_MIRROR or "
+        "a download). Writes OUT/scenario.md, scenario.json, timeline.png, report.html.",
+    )
+    sce.add_argument("--shift", choices=["darken", "noise", "rotate"], default="darken")
+    sce.add_argument("--out", type=Path, default=Path("reports/scenario"))
+    sce.add_argument("--work", type=Path, default=Path(".mltrail/scenario"))
+    sce.add_argument("--train-size", type=int, default=10_000, help="CIFAR-10 training images")
+    sce.add_argument("--epochs", type=int, default=3)
+    sce.set_defaults(handler=cmd_scenario)
 
     params = verbs.add_parser("params", help="inspect params")
     params_what = params.add_subparsers(dest="what", required=True, metavar="WHAT")

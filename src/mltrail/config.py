@@ -89,6 +89,15 @@ class TextParams(_Section):
     seed: int = 42
     feedback_dir: str | None = "data/feedback/text"
     """Labelled production data (``mltrail retrain``) added to the training split."""
+    feedback_repeat: int = Field(default=1, ge=1, le=100)
+    """Each feedback row joins the training split this many times: recent production data
+    is scarce next to the original dataset, and up-weighting it is what makes a retrain
+    learn the shift."""
+    reference_min_feedback: int = Field(default=100, ge=0)
+    """The newest held-out feedback batch becomes the monitoring reference of the models
+    trained on this data when it has at least this many rows: a model retrained for shifted
+    traffic is then watched against that traffic, not against the data it moved away from.
+    0: always the test split."""
 
 
 class Cifar10Params(_Section):
@@ -101,6 +110,10 @@ class Cifar10Params(_Section):
     seed: int = 42
     feedback_dir: str | None = "data/feedback/cifar10"
     """Labelled production images (``mltrail retrain``) added to the training split."""
+    feedback_repeat: int = Field(default=1, ge=1, le=100)
+    """Each feedback image joins the training split this many times (see text)."""
+    reference_min_feedback: int = Field(default=100, ge=0)
+    """The newest held-out feedback batch becomes the monitoring reference (see text)."""
 
 
 class TrainTextParams(_Section):
@@ -208,8 +221,6 @@ class RetrainParams(_Section):
     registered_model: str = "mltrail-text"
     """MLflow registered model name; the promoted version gets the alias below."""
     alias: str = "production"
-    feedback_dir: str = "data/feedback"
-    """Labelled production data, one DVC-tracked file per batch, read by the prepare stage."""
     eval_fraction: float = Field(default=0.3, gt=0, lt=1)
     """Share of the new feedback kept out of training to compare the models on."""
     min_improvement: float = Field(default=0.0, ge=0)

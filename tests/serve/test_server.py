@@ -246,6 +246,22 @@ def test_a_pointer_file_change_reloads(server: Server, model_dirs: dict[str, Pat
         c.post("/admin/reload", json={"text_model": str(model_dirs["text"])})
 
 
+def test_a_server_without_configured_models_serves_the_pointers(
+    model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / "pointer.json").write_text(json.dumps({"text": str(model_dirs["text2"])}))
+    server = start_server(tmp_path, model_dirs, text_model=None, image_model=None)
+    try:
+        with server.client() as c:
+            ready = c.get("/ready").json()
+            version = c.get("/version").json()["models"]["text"]
+        assert ready["ready"] is True and set(ready["models"]) == {"text"}
+        assert version["source"] == str(model_dirs["text2"])
+    finally:
+        server.stop()
+
+
 def test_sigterm_under_load_completes_requests_and_stores_every_record(
     model_dirs: dict[str, Path], tmp_path: Path
 ) -> None:

@@ -56,7 +56,7 @@ def test_text_outputs_and_manifest(workdir: Path, text_data: Path, make_params: 
     ]  # fmt: skip
     # The monitoring reference is part of the model: named and hashed by the manifest.
     assert manifest["model"]["info"]["reference"] == {
-        "file": "reference.npz", "sha256": sha256_file(out / "reference.npz"),
+        "file": "reference.npz", "sha256": sha256_file(out / "reference.npz"), "source": "test",
     }  # fmt: skip
     top = json.loads((out / "explain.json").read_text())["top_terms"]
     assert set(top) == {"0", "1"} and top["1"][0]["weight"] > 0

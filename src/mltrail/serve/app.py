@@ -91,8 +91,14 @@ class ServerState:
         return found
 
     def configured(self) -> dict[str, str]:
+        """The models to serve: the settings', else the pointer file's (as it was at start)."""
         wanted = {"text": self.settings.text_model, "image": self.settings.image_model}
-        return {k: v for k, v in wanted.items() if v}
+        pointer = self.settings.pointer_file
+        if pointer and not all(wanted.values()):
+            with contextlib.suppress(OSError, ValueError, AttributeError):
+                found = json.loads(Path(pointer).read_text())
+                wanted = {k: v or found.get(k) for k, v in wanted.items()}
+        return {k: str(v) for k, v in wanted.items() if v}
 
     def model(self, kind: str) -> LoadedModel:
         found = self.models.get(kind)

@@ -56,8 +56,9 @@ def prepare_cifar10(
     x_test, y_test = to_unit_float(arrays.x_test[test]), arrays.y_test[test]
     added = 0
     if feedback is not None and len(feedback[1]):
-        x_train = np.concatenate([x_train, feedback[0]])
-        y_train = np.concatenate([y_train, feedback[1]])
+        repeat = params.feedback_repeat
+        x_train = np.concatenate([x_train, *[feedback[0]] * repeat])
+        y_train = np.concatenate([y_train, *[feedback[1]] * repeat])
         added = len(feedback[1])
     profile = {
         "task": "cifar10",
@@ -71,11 +72,19 @@ def prepare_cifar10(
 
 
 def write_prepared_cifar10(
-    prepared: PreparedCifar10, out_dir: Path, source: FetchedFile, params: Cifar10Params
+    prepared: PreparedCifar10,
+    out_dir: Path,
+    source: FetchedFile,
+    params: Cifar10Params,
+    reference: tuple[NDArray[np.float32], NDArray[np.int64]] | None = None,
 ) -> None:
+    """``reference``: held-out feedback images the trained models are monitored against
+    (``reference.npz``; without it, the test split is their reference)."""
     with atomic_dir(out_dir) as tmp:
         np.savez(tmp / "train.npz", x=prepared.x_train, y=prepared.y_train)
         np.savez(tmp / "test.npz", x=prepared.x_test, y=prepared.y_test)
+        if reference is not None:
+            np.savez(tmp / "reference.npz", x=reference[0], y=reference[1])
         write_json(tmp / "labels.json", {"classes": prepared.classes})
         write_json(tmp / "profile.json", prepared.profile | provenance(source, params))
 
@@ -91,7 +100,14 @@ def run(
         read_cifar10_archive(source.path), cifar, feedback.read_image_batches(batches)
     )
     prepared.profile["feedback"] = feedback.provenance(batches)
-    write_prepared_cifar10(prepared, out_dir, source, cifar)
+    newest = feedback.batch_files(folder, "cifar10", "eval")[-1:]
+    recent = feedback.read_image_batches(newest)
+    use = newest and len(recent[1]) >= max(cifar.reference_min_feedback, 1)
+    prepared.profile["reference"] = (
+        {"source": "feedback", "batch": newest[0].name, "rows": len(recent[1])}
+        if use else {"source": "test"}
+    )  # fmt: skip
+    write_prepared_cifar10(prepared, out_dir, source, cifar, recent if use else None)
     log.info(
         "wrote %s: %d train, %d test images", out_dir, len(prepared.y_train), len(prepared.y_test)
     )

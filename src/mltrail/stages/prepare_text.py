@@ -69,7 +69,8 @@ def prepare_text(
             raise MltrailError(
                 f"feedback labels {bad[:5]} are not class indices 0-{len(classes) - 1}"
             )
-        train = pd.concat([train, feedback[[TEXT, LABEL]]], ignore_index=True)
+        extra = [feedback[[TEXT, LABEL]]] * params.feedback_repeat
+        train = pd.concat([train, *extra], ignore_index=True)
         added = len(feedback)
     profile = {
         "task": "text",
@@ -86,11 +87,19 @@ def prepare_text(
 
 
 def write_prepared_text(
-    prepared: PreparedText, out_dir: Path, source: FetchedFile, params: TextParams
+    prepared: PreparedText,
+    out_dir: Path,
+    source: FetchedFile,
+    params: TextParams,
+    reference: pd.DataFrame | None = None,
 ) -> None:
+    """``reference``: held-out feedback the trained models are monitored against
+    (``reference.parquet``; without it, the test split is their reference)."""
     with atomic_dir(out_dir) as tmp:
         prepared.train.to_parquet(tmp / "train.parquet", index=False)
         prepared.test.to_parquet(tmp / "test.parquet", index=False)
+        if reference is not None:
+            reference.to_parquet(tmp / "reference.parquet", index=False)
         write_json(tmp / "labels.json", {"classes": prepared.classes})
         write_json(tmp / "profile.json", prepared.profile | provenance(source, params))
 
@@ -102,7 +111,15 @@ def run(params: Params, out_dir: Path, download_dir: Path, progress: bool = True
     batches = feedback.batch_files(Path(text.feedback_dir) if text.feedback_dir else None, "text")
     prepared = prepare_text(raw, text, feedback.read_text_batches(batches))
     prepared.profile["feedback"] = feedback.provenance(batches)
-    write_prepared_text(prepared, out_dir, source, text)
+    newest = feedback.batch_files(Path(text.feedback_dir) if text.feedback_dir else None,
+                                  "text", "eval")[-1:]  # fmt: skip
+    recent = feedback.read_text_batches(newest)
+    reference = recent if newest and len(recent) >= max(text.reference_min_feedback, 1) else None
+    prepared.profile["reference"] = (
+        {"source": "feedback", "batch": newest[0].name, "rows": len(recent)}
+        if reference is not None else {"source": "test"}
+    )  # fmt: skip
+    write_prepared_text(prepared, out_dir, source, text, reference)
     rows = prepared.profile["rows"]
     log.info(
         "wrote %s: %d train, %d test rows, %d classes",

@@ -66,9 +66,14 @@ def run(
         )  # fmt: skip
         save_cnn(result.model, out / MODEL_FILE)
         model = result.model.cpu().eval()
-        reference = build_image_reference(
-            model, x_train, x_test, y_test, classes, seed=section.seed
-        )
+        # Monitored against held-out feedback when prepare chose it, else the test split.
+        recent = data_dir / "reference.npz"
+        if recent.is_file():
+            with np.load(recent) as held:
+                x_ref, y_ref = held["x"], held["y"]
+        else:
+            x_ref, y_ref = x_test, y_test
+        reference = build_image_reference(model, x_train, x_ref, y_ref, classes, seed=section.seed)
         reference.save(out / REFERENCE_FILE)
         sample = fixed_sample(y_test, len(classes))
         maps, sample_predicted = saliency(model, x_test[sample])
@@ -107,7 +112,11 @@ def run(
             ],
             model_info={
                 "architecture": recipe.architecture,
-                "reference": {"file": REFERENCE_FILE, "sha256": sha256_file(out / REFERENCE_FILE)},
+                "reference": {
+                    "file": REFERENCE_FILE,
+                    "sha256": sha256_file(out / REFERENCE_FILE),
+                    "source": "feedback" if recent.is_file() else "test",
+                },
                 "recipe": asdict(recipe),
                 "classes": classes,
                 "input": "float32 N x 3 x 32 x 32 in [0, 1]",

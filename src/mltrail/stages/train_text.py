@@ -62,9 +62,12 @@ def run(
             "predict_time_s": predict_time,
         }
         save_text_model(model, out / MODEL_FILE)
+        # Monitored against held-out feedback when prepare chose it, else the test split.
+        recent = data_dir / "reference.parquet"
+        held = pd.read_parquet(recent) if recent.is_file() else test
         reference = build_text_reference(
-            model, train["text"].tolist(), test["text"].tolist(), y, classes,
-            seed=params.train_text.seed,
+            model, train["text"].tolist(), held["text"].tolist(), held["label"].to_numpy(),
+            classes, seed=params.train_text.seed,
         )  # fmt: skip
         reference.save(out / REFERENCE_FILE)
         write_json(out / "explain.json", {"top_terms": top_terms(model, classes)})
@@ -78,7 +81,11 @@ def run(
             artifacts=["per_class.json", "confusion_matrix.png", "explain.json", REFERENCE_FILE],
             model_info={
                 "classes": classes,
-                "reference": {"file": REFERENCE_FILE, "sha256": sha256_file(out / REFERENCE_FILE)},
+                "reference": {
+                    "file": REFERENCE_FILE,
+                    "sha256": sha256_file(out / REFERENCE_FILE),
+                    "source": "feedback" if recent.is_file() else "test",
+                },
                 "pip_requirements": _requirements("scikit-learn", "numpy", "scipy"),
             },
             timings={"train_s": train_time, "predict_s": predict_time},

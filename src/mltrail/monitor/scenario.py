@@ -1,0 +1,345 @@
+"""``mltrail scenario``: the whole loop, scripted, on real data (CIFAR-10), in a scratch copy
+of the project.
+
+1. ``dvc repro`` the serving stage (prepare + train, tracked in MLflow) and promote the model;
+2. start ``mltrail serve`` with input capture, and send in-distribution traffic (CIFAR-10 test
+   images the model never saw: not in its test split either), half of it labelled through
+   ``POST /feedback``; the monitor says ok;
+3. the traffic shifts (``--shift``: images darkened, noised or rotated); the monitor checks
+   every 50 predictions until it decides ``retrain``;
+4. ``mltrail retrain``'s pass: the labelled shifted inputs become a DVC-tracked batch, the
+   stages re-run, the candidate is compared with the serving model and promoted, and the
+   server reloads it;
+5. more shifted traffic: the accuracy the server reaches on it recovers.
+
+Writes OUT/scenario.{md,json}, OUT/timeline.png and the monitor's last report.html. Exits
+non-zero when the loop did not close (no retrain decision, no promotion, no recovery).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+from numpy.typing import NDArray
+
+from mltrail.errors import MltrailError
+from mltrail.fsio import atomic_write_text, write_json
+
+log = logging.getLogger(__name__)
+SHIFTS: dict[str, Callable[[NDArray[np.uint8]], NDArray[np.uint8]]] = {
+    # N x 3 x 32 x 32 uint8 -> the same, shifted
+    "darken": lambda x: (x.astype(np.float32) * 0.4).astype(np.uint8),
+    "noise": lambda x: np.clip(x + np.random.default_rng(0).normal(0, 40, x.shape), 0, 255).astype(
+        np.uint8
+    ),
+    "rotate": lambda x: np.ascontiguousarray(np.rot90(x, k=1, axes=(2, 3))),
+}
+BATCH = 10  # images per request
+
+
+@dataclass
+class Traffic:
+    """What the server answered, phase by phase."""
+
+    phases: list[dict[str, Any]] = field(default_factory=list)
+    events: list[dict[str, Any]] = field(default_factory=list)
+    served: list[tuple[str, int, int, str]] = field(default_factory=list)
+    """(phase, predicted, true label, model version) per prediction, in order."""
+
+    def accuracy(self, phase: str) -> float:
+        rows = [(p, y) for ph, p, y, _ in self.served if ph == phase]
+        return float(np.mean([p == y for p, y in rows])) if rows else float("nan")
+
+
+def _copy_project(source: Path, target: Path) -> None:
+    files = subprocess.run(["git", "ls-files", "-z"], cwd=source, capture_output=True,
+                           check=True).stdout.decode()  # fmt: skip
+    if target.exists():
+        shutil.rmtree(target)
+    for rel in filter(None, files.split("\0")):
+        if (source / rel).is_file():
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, target / rel)
+    (target / "dvc.lock").unlink(missing_ok=True)
+    subprocess.run(["git", "init", "-q"], cwd=target, check=True)
+
+
+def _set_params(project: Path, sections: dict[str, dict[str, Any]]) -> None:
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def _pool(project: Path, params: Any) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
+    """CIFAR-10 test images outside the prepared test split: never seen, never evaluated on."""
+    from mltrail.data.cifar10 import read_cifar10_archive
+    from mltrail.data.split import stratified_subset
+    from mltrail.stages.common import fetch_source
+
+    source = fetch_source(params, params.cifar10.source, project / "data/raw", progress=False)
+    arrays = read_cifar10_archive(source.path)
+    used = stratified_subset(arrays.y_test, params.cifar10.test_size, params.cifar10.seed,
+                             "cifar10.test_size", arrays.classes)  # fmt: skip
+    free = np.setdiff1d(np.arange(len(arrays.y_test)), used)
+    order = np.random.default_rng(7).permutation(free)
+    return arrays.x_test[order], arrays.y_test[order]
+
+
+def _start_server(project: Path, release: str, port: int) -> tuple[subprocess.Popen[bytes], str]:
+    import httpx
+
+    settings = {
+        "image_model": release, "port": port, "capture_inputs": 1.0,
+        "pointer_file": str(project / "releases/serving.json"),
+        "telemetry": {"sqlite_path": str(project / "telemetry.db")},
+    }  # fmt: skip
+    (project / "serve.yaml").write_text(yaml.safe_dump(settings))
+    log_file = (project / "server.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "mltrail", "serve", "--settings", "serve.yaml"],
+                            cwd=project, stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise MltrailError(f"the server exited: {(project / 'server.log').read_text()[-2000:]}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        time.sleep(0.3)
+    proc.terminate()
+    raise MltrailError("the server did not become ready in 120 s")
+
+
+def _send(
+    client: Any, traffic: Traffic, phase: str, x: NDArray[np.uint8], y: NDArray[np.int64],
+    label_share: float, rng: np.random.Generator,
+) -> None:  # fmt: skip
+    for start in range(0, len(y), BATCH):
+        images = x[start : start + BATCH].transpose(0, 2, 3, 1)  # HWC, 0-255: the API's layout
+        r = client.post("/predict/image", json={"images": images.tolist()})
+        if r.status_code != 200:
+            raise MltrailError(f"/predict/image answered {r.status_code}: {r.text[:300]}")
+        body = r.json()
+        for prediction, label in zip(body["predictions"], y[start : start + BATCH], strict=True):
+            traffic.served.append((phase, prediction["label"], int(label), body["model_version"]))
+            if rng.random() < label_share:
+                client.post("/feedback", json={"prediction_id": prediction["prediction_id"],
+                                               "label": int(label)})  # fmt: skip
+
+
+def _plot(traffic: Traffic, path: Path, shift: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    step = 50
+    rows = traffic.served
+    xs, acc = [], []
+    for i in range(0, len(rows) - step + 1, step):
+        chunk = rows[i : i + step]
+        xs.append(i + step)
+        acc.append(np.mean([p == y for _, p, y, _ in chunk]))
+    fig, ax = plt.subplots(figsize=(10, 4))
+    ax.plot(xs, acc, "o-", color="#1565c0", label=f"served accuracy (per {step} predictions)")
+    starts: dict[str, int] = {}
+    for i, (phase, *_rest) in enumerate(rows):
+        starts.setdefault(phase, i)
+    colors = {"in-distribution": "#e8f5e9", "shifted": "#fff3e0", "after retrain": "#e3f2fd"}
+    bounds = [*starts.values(), len(rows)]
+    for (phase, start), end in zip(starts.items(), bounds[1:], strict=True):
+        ax.axvspan(start, end, color=colors.get(phase, "#eeeeee"), alpha=0.8)
+        ax.text(start + 5, 0.03, phase, fontsize=8)
+    for event in traffic.events:
+        ax.axvline(event["at"], color="#c62828" if event["what"] == "retrain" else "#2e7d32",
+                   ls="--", lw=1)  # fmt: skip
+        ax.text(event["at"] + 3, 0.95, event["what"], fontsize=8, rotation=90, va="top")
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("prediction number")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"mltrail scenario: CIFAR-10 traffic {shift}, detected, retrained, promoted")
+    ax.legend(loc="lower right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def run_scenario(
+    repo: Path, out: Path, work: Path, shift: str = "darken", train_size: int = 10_000,
+    epochs: int = 3, phase_size: int = 400, labelled_shifted: int = 600, port: int = 8765,
+    label_share: float = 0.5,
+) -> dict[str, Any]:  # fmt: skip
+    """The scenario; returns (and writes) its record."""
+    import httpx
+
+    from mltrail.config import load_params
+    from mltrail.monitor.promote import promote
+    from mltrail.monitor.retrain import retrain_once
+    from mltrail.monitor.run import monitored_model, run_check
+
+    started = time.time()
+    project = (work / "project").resolve()
+    out = out.resolve()
+    _copy_project(repo, project)
+    _set_params(project, {
+        "cifar10": {"train_size": train_size, "test_size": 2000, "feedback_repeat": 4},
+        "train_cifar10": {"epochs": epochs},
+        "tracking": {"wait": True},
+        "retrain": {"task": "cifar10", "stage": "train_cifar10_mlflow",
+                    "registered_model": "mltrail-cifar10"},
+    })  # fmt: skip
+    old_cwd = Path.cwd()
+    os.chdir(project)
+    proc = None
+    traffic = Traffic()
+    rng = np.random.default_rng(0)
+    try:
+        params = load_params(project / "params.yaml")
+        env_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+        os.environ["PATH"] = env_path
+        t = time.time()
+        subprocess.run([sys.executable, "-m", "dvc", "repro", "train_cifar10_mlflow"],
+                       check=True, capture_output=True)  # fmt: skip
+        traffic.events.append({"what": "trained", "at": 0, "seconds": time.time() - t})
+        first = promote(project / "models/cifar10/mlflow", params, {"scenario": "initial"})
+        proc, url = _start_server(project, str(Path(first["release"]).resolve()), port)
+        x, y = _pool(project, params)
+        store = str(project / "telemetry.db")
+        monitoring = out / "monitoring"
+        if monitoring.exists():
+            shutil.rmtree(monitoring)
+        with httpx.Client(base_url=url, timeout=60) as client:
+            logging.getLogger("httpx").setLevel(logging.WARNING)
+            _send(client, traffic, "in-distribution", x[:phase_size], y[:phase_size],
+                  label_share, rng)  # fmt: skip
+            time.sleep(1.0)  # the telemetry writer flushes every 0.2 s
+            serving = monitored_model(str(Path(first["release"]).resolve()))
+            check = run_check(store, serving, params.monitor, monitoring)
+            phases: list[dict[str, Any]] = [{"phase": "in-distribution", "check": check.decision,
+                       "reasons": [r.message for r in check.reasons]}]  # fmt: skip
+            cursor = phase_size
+            shifted_x = SHIFTS[shift](x[phase_size:])
+            shifted_y = y[phase_size:]
+            detected_after = None
+            sent = 0
+            # Enough shifted traffic for the labels to be worth learning from.
+            enough = int(labelled_shifted / label_share)
+            while sent < enough + 1000:
+                _send(client, traffic, "shifted", shifted_x[sent : sent + 50],
+                      shifted_y[sent : sent + 50], label_share, rng)  # fmt: skip
+                sent += 50
+                time.sleep(0.5)
+                check = run_check(store, serving, params.monitor, monitoring)
+                if check.decision == "retrain" and detected_after is None:
+                    detected_after = sent
+                    traffic.events.append({"what": "retrain", "at": cursor + sent})
+                    phases.append({"phase": "shifted", "check": check.decision,
+                                   "detected_after": sent,
+                                   "reasons": [r.message for r in check.reasons]})  # fmt: skip
+                if detected_after is not None and sent >= enough:
+                    break
+            if detected_after is None:
+                raise MltrailError(f"the monitor did not decide retrain within {sent} shifted "
+                                   "predictions")  # fmt: skip
+            time.sleep(1.0)
+            t = time.time()
+            record = retrain_once(params, store, monitoring, server=url)
+            loop_seconds = time.time() - t
+            traffic.events.append({"what": "promoted" if record["outcome"].startswith(
+                "promoted") else "not promoted", "at": cursor + sent})  # fmt: skip
+            after_x = shifted_x[sent : sent + phase_size]
+            after_y = shifted_y[sent : sent + phase_size]
+            _send(client, traffic, "after retrain", after_x, after_y, label_share, rng)
+            time.sleep(1.0)
+            promoted = monitored_model(str(Path(json.loads(
+                (project / "releases/serving.json").read_text())["image"])))  # fmt: skip
+            final = run_check(store, promoted, params.monitor, monitoring)
+            phases.append({"phase": "after retrain", "check": final.decision,
+                           "reasons": [r.message for r in final.reasons]})  # fmt: skip
+    finally:
+        os.chdir(old_cwd)
+        if proc is not None:
+            proc.terminate()
+            proc.wait(timeout=60)
+    accuracy = {p: traffic.accuracy(p) for p in ("in-distribution", "shifted", "after retrain")}
+    recovered = accuracy["after retrain"] > accuracy["shifted"] + 0.05
+    result = {
+        "shift": shift,
+        "train_size": train_size,
+        "epochs": epochs,
+        "label_share": label_share,
+        "shifted_predictions_before_retrain": sent,
+        "served_accuracy": accuracy,
+        "detected_after_shifted_predictions": detected_after,
+        "loop": record,
+        "loop_seconds": loop_seconds,
+        "phases": phases,
+        "recovered": recovered,
+        "promoted": record["outcome"].startswith("promoted"),
+        "seconds": time.time() - started,
+    }
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(out / "scenario.json", result)
+    _plot(traffic, out / "timeline.png", shift)
+    shutil.copy2(monitoring / "report.html", out / "report.html")
+    atomic_write_text(out / "scenario.md", _markdown(result))
+    return result
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    acc = r["served_accuracy"]
+    steps = {s["step"]: s for s in r["loop"]["steps"]}
+    scores = steps.get("evaluate", {}).get("scores", {})
+    lines = [
+        f"# mltrail scenario: CIFAR-10 traffic {r['shift']}",
+        "",
+        f"Command: `mltrail scenario --shift {r['shift']}` (model trained on "
+        f"{r['train_size']} images, {r['epochs']} epochs); {r['seconds']:.0f} s in all.",
+        "",
+        "| phase | served accuracy | monitor |",
+        "| --- | --- | --- |",
+    ]
+    for phase in r["phases"]:
+        lines.append(f"| {phase['phase']} | {acc[phase['phase']]:.3f} | {phase['check']} |")
+    lines += [
+        "",
+        f"- Retrain decided after {r['detected_after_shifted_predictions']} shifted predictions; "
+        f"the loop ran after {r['shifted_predictions_before_retrain']} (a share of "
+        f"{r['label_share']} labelled through /feedback), once there were enough labels to "
+        "learn from.",
+        f"- Loop outcome: **{r['loop']['outcome']}** ({r['loop_seconds']:.0f} s: feedback "
+        "batch, dvc repro, evaluation, promotion, reload).",
+    ]
+    if scores:
+        lines.append(
+            f"- Evaluation: serving model {scores['serving']['test']:.3f} on the test split, "
+            f"{scores['serving']['feedback']:.3f} on held-out shifted feedback; candidate "
+            f"{scores['candidate']['test']:.3f} / {scores['candidate']['feedback']:.3f}."
+        )
+    lines += [
+        f"- Accuracy on shifted traffic: {acc['shifted']:.3f} before, "
+        f"{acc['after retrain']:.3f} after ({'recovered' if r['recovered'] else 'NOT recovered'}).",
+        "",
+        "![timeline](timeline.png)",
+        "",
+        "The monitor's last report: [report.html](report.html). Every step of the loop: "
+        "`monitoring/cifar10/loop.jsonl` in the scenario's project copy.",
+        "",
+    ]
+    return "\n".join(lines)
