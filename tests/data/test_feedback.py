@@ -98,3 +98,31 @@ def test_labelled_inputs_are_read_with_their_latest_label(
     ]  # fmt: skip
     assert [r.prediction_id for r in read_labelled(store, "/predict/text", after=100.5)] == ["p1"]
     assert read_labelled(store, "/predict/image") == []
+
+
+def test_recent_rows_are_marked_and_read_alone(tmp_path: Path) -> None:
+    ids = [f"id{i}" for i in range(200)]
+    batch = feedback.write_batch(tmp_path, "text", "s", ids, ids, [0] * 200, eval_fraction=0.5,
+                                 recent=[i >= 150 for i in range(200)])  # fmt: skip
+    recent = feedback.read_text_batches([batch.eval], recent_only=True)
+    assert len(recent) == batch.rows["eval_recent"] < batch.rows["eval"]
+    assert all(int(t.removeprefix("id")) >= 150 for t in recent["text"])
+
+
+def test_the_shift_starts_at_the_first_flagged_check_of_the_current_streak(
+    tmp_path: Path,
+) -> None:
+    import json
+
+    from mltrail.monitor.retrain import _shift_started
+
+    checks = [("ok", 10.0), ("warn", 20.0), ("ok", 30.0), ("warn", 40.0), ("retrain", 50.0)]
+    lines = [json.dumps({"decision": d, "time": t, "model_version": "m@1",
+                         "window": {"from": t - 5}}) for d, t in checks]  # fmt: skip
+    lines.append(json.dumps({"decision": "warn", "time": 1.0, "model_version": "other@2"}))
+    (tmp_path / "decisions.jsonl").write_text("\n".join(lines) + "\n")
+    assert _shift_started(tmp_path, "m@1") == 40.0
+    # Only this pass's own check flagged it: the start of its window.
+    (tmp_path / "decisions.jsonl").write_text("\n".join(lines[:4]) + "\n")
+    assert _shift_started(tmp_path, "m@1") == 35.0
+    assert _shift_started(tmp_path, "never@0") == 0.0

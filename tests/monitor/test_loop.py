@@ -127,7 +127,9 @@ def test_a_drop_in_live_accuracy_retrains_evaluates_promotes_and_serves(
     assert any("live accuracy" in r for r in steps["check"]["reasons"])
     # The labelled inputs became a DVC-tracked batch before anything trained on them.
     files = [Path(f) for f in steps["feedback"]["files"]]
-    assert sum(steps["feedback"]["rows"].values()) == 120
+    rows = steps["feedback"]["rows"]
+    assert rows["train"] + rows["eval"] == 120
+    assert rows["eval_recent"] == rows["eval"]  # one check: its window is all shifted traffic
     assert all(f.with_name(f.name + ".dvc").is_file() for f in files)
     prepared = json.loads(Path("data/prepared/text/profile.json").read_text())
     assert prepared["rows"]["feedback"] == steps["feedback"]["rows"]["train"]

@@ -7,8 +7,10 @@ tracked by DVC (``dvc add``: its ``.dvc`` file goes to git, the data to the DVC 
 remote), and the folder is a dependency of the prepare stage, so a new batch re-runs exactly
 the stages it affects and ``dvc.lock`` records which batches a model saw.
 
-Text batches are Parquet (``text``, ``label`` as class index); image batches are NPZ (``x``
-uint8 N x 3 x 32 x 32, ``y``).
+Text batches are Parquet (``text``, ``label`` as class index, ``recent``); image batches are
+NPZ (``x`` uint8 N x 3 x 32 x 32, ``y``, ``recent``). ``recent`` marks the rows served since
+the monitor first saw the shift: the traffic as it is now, which held-out ``recent`` rows
+stand for when models are evaluated and monitored (older rows still train).
 """
 
 from __future__ import annotations
@@ -53,19 +55,27 @@ def provenance(files: Sequence[Path]) -> dict[str, Any]:
     return {"batches": {p.name: sha256_file(p) for p in files}}
 
 
-def read_text_batches(files: Sequence[Path]) -> pd.DataFrame:
-    frames = [pd.read_parquet(p, columns=["text", "label"]) for p in files]
+def read_text_batches(files: Sequence[Path], recent_only: bool = False) -> pd.DataFrame:
+    frames = []
+    for path in files:
+        frame = pd.read_parquet(path)
+        if recent_only and "recent" in frame:
+            frame = frame[frame["recent"]]
+        frames.append(frame[["text", "label"]])
     if not frames:
         return pd.DataFrame({"text": pd.Series(dtype=str), "label": pd.Series(dtype=np.int64)})
     return pd.concat(frames, ignore_index=True).astype({"label": np.int64})
 
 
-def read_image_batches(files: Sequence[Path]) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+def read_image_batches(
+    files: Sequence[Path], recent_only: bool = False
+) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
     xs, ys = [], []
     for path in files:
         with np.load(path, allow_pickle=False) as z:
-            xs.append(z["x"].astype(np.float32) / 255.0)
-            ys.append(z["y"].astype(np.int64))
+            keep = z["recent"] if recent_only and "recent" in z else slice(None)
+            xs.append(z["x"][keep].astype(np.float32) / 255.0)
+            ys.append(z["y"][keep].astype(np.int64))
     if not xs:
         return np.zeros((0, 3, 32, 32), np.float32), np.zeros(0, np.int64)
     return np.concatenate(xs), np.concatenate(ys)
@@ -100,6 +110,7 @@ def write_batch(
     inputs: Sequence[str],
     labels: Sequence[int],
     eval_fraction: float,
+    recent: Sequence[bool] | None = None,
 ) -> Batch:
     """Split labelled inputs into ``train-<stamp>`` and ``eval-<stamp>``, each written
     atomically. Either part may be empty (then it still exists, with no rows)."""
@@ -109,15 +120,18 @@ def write_batch(
     held = np.array([in_eval(i, eval_fraction) for i in ids], dtype=bool)
     paths = {part: folder / f"{part}-{stamp}{SUFFIX[task]}" for part in ("train", "eval")}
     y = np.asarray(labels, dtype=np.int64)
+    now = np.ones(len(ids), dtype=bool) if recent is None else np.asarray(recent, dtype=bool)
     for part, mask in (("train", ~held), ("eval", held)):
         with atomic_file(paths[part]) as tmp:
             if task == "text":
                 texts = np.asarray(inputs, dtype=object)[mask]
-                pd.DataFrame({"text": texts, "label": y[mask]}).to_parquet(tmp, index=False)
+                frame = pd.DataFrame({"text": texts, "label": y[mask], "recent": now[mask]})
+                frame.to_parquet(tmp, index=False)
                 continue
             chosen = [decode_image(s) for s, m in zip(inputs, mask, strict=True) if m]
             x = np.stack(chosen) if chosen else np.zeros((0, 3, 32, 32), np.uint8)
             with tmp.open("wb") as f:
-                np.savez_compressed(f, x=x, y=y[mask])
-    rows = {"train": int((~held).sum()), "eval": int(held.sum())}
+                np.savez_compressed(f, x=x, y=y[mask], recent=now[mask])
+    rows = {"train": int((~held).sum()), "eval": int(held.sum()),
+            "eval_recent": int((held & now).sum())}  # fmt: skip
     return Batch(paths["train"], paths["eval"], rows)

@@ -47,6 +47,7 @@ from mltrail.monitor.store import read_labelled
 
 log = logging.getLogger(__name__)
 LOOP = "loop.jsonl"
+MIN_RECENT = 30  # held-out rows since the shift needed to judge the models on them alone
 
 
 @dataclass
@@ -91,6 +92,27 @@ def _last_feedback_time(log_path: Path) -> float:
     return newest
 
 
+def _shift_started(out_dir: Path, version: str) -> float:
+    """When the monitor first flagged the serving model in the current run of non-ok checks
+    (0: never): inputs served since then are the traffic as it is now. When the only flagged
+    check is this pass's own, the start of its window is the best estimate there is."""
+    from mltrail.monitor.report import read_decisions
+
+    records = [r for r in sorted(read_decisions(out_dir), key=lambda r: r["time"])
+               if r.get("model_version") == version]  # fmt: skip
+    first: dict[str, Any] | None = None
+    for record in records:
+        if record["decision"] == "ok":
+            first = None
+        elif first is None:
+            first = record
+    if first is None:
+        return 0.0
+    if first is records[-1]:
+        return float(first.get("window", {}).get("from", 0.0))
+    return float(first["time"])
+
+
 def _run(command: list[str], log_file: Path) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     # The stages call `mltrail`: the one installed beside this interpreter, also from cron.
@@ -103,16 +125,20 @@ def _run(command: list[str], log_file: Path) -> None:
         raise MltrailError(f"`{' '.join(command)}` failed (exit {done.returncode}):\n{tail}")
 
 
-def _load_split(task: str, path: Path) -> tuple[Any, np.ndarray]:
+def _load_split(task: str, path: Path, recent_only: bool = False) -> tuple[Any, np.ndarray]:
+    """A test split or a feedback batch (``recent_only``: its rows served since the shift)."""
     if task == "text":
         import pandas as pd
 
         frame = pd.read_parquet(path)
+        if recent_only and "recent" in frame:
+            frame = frame[frame["recent"]]
         return frame["text"].tolist(), frame["label"].to_numpy()
     with np.load(path, allow_pickle=False) as z:
-        x = z["x"]
-        x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
-        return x, z["y"].astype(np.int64)
+        keep = z["recent"] if recent_only and "recent" in z else slice(None)
+        x, y = z["x"][keep], z["y"][keep]
+    x = x.astype(np.float32) / 255.0 if x.dtype == np.uint8 else x.astype(np.float32)
+    return x, y.astype(np.int64)
 
 
 def accuracy(source: str, task: str, inputs: Any, labels: np.ndarray) -> float | None:
@@ -182,14 +208,15 @@ def retrain_once(
             )
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{record.id[:6]}"
         folder = Path(getattr(params, task).feedback_dir or f"data/feedback/{task}")
+        shift = _shift_started(out_dir / task, model.version)
         batch = feedback.write_batch(
             folder, task, stamp, [r.prediction_id for r in rows], [r.input for r in rows],
-            [r.label for r in rows], p.eval_fraction,
+            [r.label for r in rows], p.eval_fraction, [r.time >= shift for r in rows],
         )  # fmt: skip
         run_dvc(["add", "--quiet", str(batch.train), str(batch.eval)], dvc_log)
         record.step("feedback", "done", rows=batch.rows,
                     files={str(f): sha256_file(f) for f in (batch.train, batch.eval)},
-                    newest_prediction_time=rows[-1].time)  # fmt: skip
+                    newest_prediction_time=rows[-1].time, shift_started=shift)  # fmt: skip
 
         data_dir, model_dir = stage_paths(p.stage)
         started = time.time()
@@ -206,7 +233,9 @@ def retrain_once(
 
         suffix = feedback.SUFFIX[task]
         test_inputs, test_labels = _load_split(task, data_dir / f"test{suffix}")
-        fb_inputs, fb_labels = _load_split(task, batch.eval)
+        # Recent traffic: the held-out rows served since the shift, when there are enough.
+        recent = batch.rows["eval_recent"] >= MIN_RECENT
+        fb_inputs, fb_labels = _load_split(task, batch.eval, recent_only=recent)
         scores = {
             name: {"test": accuracy(src, task, test_inputs, test_labels),
                    "feedback": accuracy(src, task, fb_inputs, fb_labels)}
@@ -214,7 +243,8 @@ def retrain_once(
         }  # fmt: skip
         better, why = decide(scores["serving"], scores["candidate"], params)
         record.step("evaluate", "done", scores=scores, promote=better, message=why,
-                    test_rows=len(test_labels), feedback_rows=len(fb_labels))  # fmt: skip
+                    test_rows=len(test_labels), feedback_rows=len(fb_labels),
+                    feedback_rows_recent_only=recent)  # fmt: skip
         if not better:
             record.outcome = f"not promoted: {why}"
             record.step("promote", "skipped", message=why)

@@ -101,7 +101,7 @@ def run(
     )
     prepared.profile["feedback"] = feedback.provenance(batches)
     newest = feedback.batch_files(folder, "cifar10", "eval")[-1:]
-    recent = feedback.read_image_batches(newest)
+    recent = feedback.read_image_batches(newest, recent_only=True)
     use = newest and len(recent[1]) >= max(cifar.reference_min_feedback, 1)
     prepared.profile["reference"] = (
         {"source": "feedback", "batch": newest[0].name, "rows": len(recent[1])}

@@ -113,7 +113,7 @@ def run(params: Params, out_dir: Path, download_dir: Path, progress: bool = True
     prepared.profile["feedback"] = feedback.provenance(batches)
     newest = feedback.batch_files(Path(text.feedback_dir) if text.feedback_dir else None,
                                   "text", "eval")[-1:]  # fmt: skip
-    recent = feedback.read_text_batches(newest)
+    recent = feedback.read_text_batches(newest, recent_only=True)
     reference = recent if newest and len(recent) >= max(text.reference_min_feedback, 1) else None
     prepared.profile["reference"] = (
         {"source": "feedback", "batch": newest[0].name, "rows": len(recent)}
