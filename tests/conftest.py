@@ -32,32 +32,17 @@ def _restore_mlflow_tracking_uri() -> Iterator[None]:
 
 
 def copy_repository(root: Path) -> Path:
-    """The files this repository tracks, copied into ``root`` (no dvc.lock: the copy runs
-    its own pipeline), as a fresh git repository."""
-    import shutil
-    import subprocess
+    """The files this repository tracks, copied into ``root`` as a fresh git repository."""
+    from mltrail.monitor.scenario import copy_project
 
-    files = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=REPO, capture_output=True, check=True
-    ).stdout.decode()
-    for rel in filter(None, files.split("\0")):
-        if (REPO / rel).is_file():
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(REPO / rel, root / rel)
-    (root / "dvc.lock").unlink(missing_ok=True)
-    subprocess.run(["git", "init", "-q"], cwd=root, check=True)
-    return root
+    return copy_project(REPO, root)
 
 
 def set_params(project: Path, **sections: dict[str, object]) -> None:
     """Update sections of ``project``'s params.yaml."""
-    import yaml
+    from mltrail.monitor import scenario
 
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
+    scenario.set_params(project, sections)
 
 
 def free_port() -> int:

@@ -47,6 +47,15 @@ def test_an_accuracy_drop_means_retrain_once_enough_labels_are_in() -> None:
     assert _decide(correct=0.88, labelled=100) == ("ok", [])  # within the allowed drop
 
 
+def test_an_accuracy_dip_within_chance_is_a_warning() -> None:
+    window = synthetic.window(correct=0.8, labelled=40)
+    check = check_window(window, synthetic.reference(), PARAMS)
+    live = check.accuracy["live"]
+    assert live < 0.9 - 0.05  # under the floor...
+    assert check.decision == "warn" and check.accuracy["p_value"] > PARAMS.alpha  # ...by chance
+    assert [r.check for r in check.reasons] == ["accuracy"]
+
+
 def test_latency_over_its_slo_is_a_warning_not_a_retrain() -> None:
     params = MonitorParams(latency=LatencySlo(p95_ms=5, p99_ms=10))
     check = check_window(synthetic.window(latency_ms=20.0), synthetic.reference(), params)

@@ -3,11 +3,13 @@
 The decision is the most severe of its reasons:
 
 - ``retrain``: live accuracy (from feedback, once ``min_feedback`` labels are in) is lower
-  than the reference accuracy by more than ``max_accuracy_drop``; or, with
-  ``retrain_on_drift``, the inputs drifted *and* the predictions moved with them (confidence
-  or class mix): a shift the model reacts to, which is worth retraining before labels say so.
-- ``warn``: any other drift (a class mix that moved while the inputs did not is the world
-  changing, not the model failing), or latency over its SLO (retraining does not fix that).
+  than the reference accuracy by more than ``max_accuracy_drop``, beyond chance (one-sided
+  binomial test at ``alpha``); or, with ``retrain_on_drift``, the inputs drifted *and* the
+  predictions moved with them (confidence or class mix): a shift the model reacts to, which
+  is worth retraining before labels say so.
+- ``warn``: an accuracy under that floor but within chance; any other drift (a class mix
+  that moved while the inputs did not is the world changing, not the model failing); latency
+  over its SLO (retraining does not fix that).
 - ``ok``: none of these; also when the window is too small to test (the reason says so).
 """
 
@@ -19,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+from scipy import stats  # type: ignore[import-untyped]
 
 from mltrail.config import MonitorParams
 from mltrail.monitor.drift import DATA, PREDICTION, DriftTest, run_tests
@@ -130,13 +133,27 @@ def check_window(
     check.accuracy = {"labelled": len(labelled), "live": live, "reference": expected,
                       "max_drop": params.max_accuracy_drop}  # fmt: skip
     enough = live is not None and len(labelled) >= params.min_feedback
-    if enough and live is not None and live < expected - params.max_accuracy_drop:
-        reasons.append(Reason(
-            "retrain", "accuracy",
-            f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is "
-            f"{expected - live:.3f} below the reference {expected:.3f} (allowed drop "
-            f"{params.max_accuracy_drop})",
-        ))  # fmt: skip
+    floor = expected - params.max_accuracy_drop
+    if enough and live is not None and live < floor:
+        # A few hundred labels measure accuracy to a few points: retrain only when the live
+        # accuracy is below the allowed floor beyond chance (one-sided binomial test at
+        # alpha), so that noise does not retrain a model that is fine.
+        p_value = float(stats.binomtest(correct, len(labelled), max(floor, 0.0),
+                                        alternative="less").pvalue)  # fmt: skip
+        check.accuracy["p_value"] = p_value
+        if p_value < params.alpha:
+            reasons.append(Reason(
+                "retrain", "accuracy",
+                f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is "
+                f"{expected - live:.3f} below the reference {expected:.3f} (allowed drop "
+                f"{params.max_accuracy_drop}; p={p_value:.2g})",
+            ))  # fmt: skip
+        else:
+            reasons.append(Reason(
+                "warn", "accuracy",
+                f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is below "
+                f"{floor:.3f}, but not beyond chance (p={p_value:.2g})",
+            ))  # fmt: skip
 
     if n < params.min_predictions:
         reasons.append(Reason("ok", "volume", f"{n} predictions in the window: drift is "

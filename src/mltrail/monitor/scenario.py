@@ -63,7 +63,9 @@ class Traffic:
         return float(np.mean([p == y for p, y in rows])) if rows else float("nan")
 
 
-def _copy_project(source: Path, target: Path) -> None:
+def copy_project(source: Path, target: Path) -> Path:
+    """The files git tracks in ``source``, copied into a fresh git repository ``target``
+    (without dvc.lock: the copy runs its own pipeline)."""
     files = subprocess.run(["git", "ls-files", "-z"], cwd=source, capture_output=True,
                            check=True).stdout.decode()  # fmt: skip
     if target.exists():
@@ -74,9 +76,11 @@ def _copy_project(source: Path, target: Path) -> None:
             shutil.copy2(source / rel, target / rel)
     (target / "dvc.lock").unlink(missing_ok=True)
     subprocess.run(["git", "init", "-q"], cwd=target, check=True)
+    return target
 
 
-def _set_params(project: Path, sections: dict[str, dict[str, Any]]) -> None:
+def set_params(project: Path, sections: dict[str, dict[str, Any]]) -> None:
+    """Update sections of ``project``'s params.yaml."""
     path = project / "params.yaml"
     params = yaml.safe_load(path.read_text())
     for section, values in sections.items():
@@ -174,7 +178,7 @@ def _plot(traffic: Traffic, path: Path, shift: str) -> None:
     ax.set_xlabel("prediction number")
     ax.set_ylabel("accuracy")
     ax.set_title(f"mltrail scenario: CIFAR-10 traffic {shift}, detected, retrained, promoted")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="center right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -196,8 +200,8 @@ def run_scenario(
     started = time.time()
     project = (work / "project").resolve()
     out = out.resolve()
-    _copy_project(repo, project)
-    _set_params(project, {
+    copy_project(repo, project)
+    set_params(project, {
         "cifar10": {"train_size": train_size, "test_size": 2000, "feedback_repeat": 4},
         "train_cifar10": {"epochs": epochs},
         "tracking": {"wait": True},
@@ -224,13 +228,14 @@ def run_scenario(
         monitoring = out / "monitoring"
         if monitoring.exists():
             shutil.rmtree(monitoring)
+        checks = monitoring / "cifar10"  # where `mltrail retrain --out monitoring` looks
         with httpx.Client(base_url=url, timeout=60) as client:
             logging.getLogger("httpx").setLevel(logging.WARNING)
             _send(client, traffic, "in-distribution", x[:phase_size], y[:phase_size],
                   label_share, rng)  # fmt: skip
             time.sleep(1.0)  # the telemetry writer flushes every 0.2 s
             serving = monitored_model(str(Path(first["release"]).resolve()))
-            check = run_check(store, serving, params.monitor, monitoring)
+            check = run_check(store, serving, params.monitor, checks)
             phases: list[dict[str, Any]] = [{"phase": "in-distribution", "check": check.decision,
                        "reasons": [r.message for r in check.reasons]}]  # fmt: skip
             cursor = phase_size
@@ -245,7 +250,7 @@ def run_scenario(
                       shifted_y[sent : sent + 50], label_share, rng)  # fmt: skip
                 sent += 50
                 time.sleep(0.5)
-                check = run_check(store, serving, params.monitor, monitoring)
+                check = run_check(store, serving, params.monitor, checks)
                 if check.decision == "retrain" and detected_after is None:
                     detected_after = sent
                     traffic.events.append({"what": "retrain", "at": cursor + sent})
@@ -269,7 +274,7 @@ def run_scenario(
             time.sleep(1.0)
             promoted = monitored_model(str(Path(json.loads(
                 (project / "releases/serving.json").read_text())["image"])))  # fmt: skip
-            final = run_check(store, promoted, params.monitor, monitoring)
+            final = run_check(store, promoted, params.monitor, checks)
             phases.append({"phase": "after retrain", "check": final.decision,
                            "reasons": [r.message for r in final.reasons]})  # fmt: skip
     finally:
@@ -297,7 +302,7 @@ def run_scenario(
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "scenario.json", result)
     _plot(traffic, out / "timeline.png", shift)
-    shutil.copy2(monitoring / "report.html", out / "report.html")
+    shutil.copy2(checks / "report.html", out / "report.html")
     atomic_write_text(out / "scenario.md", _markdown(result))
     return result
 
