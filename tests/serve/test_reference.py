@@ -84,3 +84,37 @@ def test_a_text_explanation_names_the_terms_that_drove_it(model_dirs: dict[str, 
         json.loads((model_dirs["text"] / "explain.json").read_text())["top_terms"]["1"][0]["term"]
         == "good"
     )
+
+
+def _store(path: Path, model_dir: Path, texts: list[str]) -> None:
+    from mltrail.serve.telemetry import Prediction, SqliteSink
+
+    model = load(str(model_dir), "text")
+    probs, profiles = model.predict(texts)
+    sink = SqliteSink(path)
+    sink.write([
+        Prediction(f"p{i}", 1000.0 + i, "/predict/text", model.version, int(row.argmax()),
+                   model.classes[int(row.argmax())], float(row.max()), 0.5, profile)
+        for i, (row, profile) in enumerate(zip(probs, profiles, strict=True))
+    ])  # fmt: skip
+    sink.close()
+
+
+def test_the_monitor_command_checks_a_model_and_exits_on_retrain(
+    model_dirs: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from mltrail.cli import main
+
+    test = pd.read_parquet(model_dirs["text_data"] / "test.parquet")["text"].tolist()
+    _store(tmp_path / "ok.db", model_dirs["text"], (test * 10)[:150])
+    args = ["monitor", "--model", str(model_dirs["text"]), "--retrain-exit-code", "3"]
+    assert main([*args, "--store", str(tmp_path / "ok.db"), "--out", str(tmp_path / "a")]) == 0
+    assert "ok: text model" in capsys.readouterr().out
+    assert {p.name for p in (tmp_path / "a").iterdir()} == {
+        "report.html", "check.json", "summary.json", "monitor.prom", "decisions.jsonl",
+    }  # fmt: skip
+    shifted = [f"an superb movie, take {i}" for i in range(150)]
+    _store(tmp_path / "shift.db", model_dirs["text"], shifted)
+    assert main([*args, "--store", str(tmp_path / "shift.db"), "--out", str(tmp_path / "b")]) == 3
+    out = capsys.readouterr().out
+    assert out.startswith("retrain:") and "oov_rate" in out
