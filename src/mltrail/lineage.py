@@ -121,8 +121,8 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     return manifest
 
 
-def describe(model_dir: Path) -> str:
-    """The chain from commit to tracker runs, as text for a person."""
+def describe(model_dir: Path, history: Path = Path("releases/history.jsonl")) -> str:
+    """The chain from commit to tracker runs and promotions, as text for a person."""
     m = read_manifest(model_dir)
     git = m["git"]
     data = m["data"]
@@ -149,4 +149,24 @@ def describe(model_dir: Path) -> str:
         else:
             where = f"export pending ({state.get('error')}); run `mltrail tracking sync`"
         lines.append(f"tracking  {backend} ({target}): {where}")
+    lines += _promotions(m, history)
     return "\n".join(lines)
+
+
+def _promotions(manifest: dict[str, Any], history: Path) -> list[str]:
+    """Where the model went after training: its promotions (``mltrail promote`` / ``retrain``)
+    from the releases history, with the MLflow registry version and why."""
+    if not history.is_file():
+        return []
+    version = f"{manifest.get('stage')}@{manifest['model']['sha256'][:12]}"
+    lines = []
+    for line in history.read_text().splitlines():
+        record = json.loads(line)
+        if record.get("version") != version:
+            continue
+        registry = record.get("registry") or {}
+        where = f", MLflow {registry['name']} v{registry['version']}" if registry else ""
+        stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record["time"]))
+        why = record.get("reasons", {}).get("why") or ", ".join(record.get("reasons", {}))
+        lines.append(f"promoted  {stamp} to {record['release']}{where} ({why})")
+    return lines

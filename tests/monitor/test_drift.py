@@ -24,14 +24,20 @@ def test_ks_on_known_samples() -> None:
 
 
 def test_class_mix_on_known_counts() -> None:
-    statistic, p = class_mix(np.array([0.5, 0.5]), np.array([100, 100]))
+    statistic, p = class_mix(np.array([1000, 1000]), np.array([100, 100]))
     assert statistic == 0.0 and p == pytest.approx(1.0)
-    # 150 / 50 against 50 / 50: chi2 = 2 * 50^2 / 100 = 50.
-    statistic, p = class_mix(np.array([0.5, 0.5]), np.array([150, 50]))
-    assert statistic == pytest.approx(50.0) and p < 1e-10
+    # 2 x 2 table [[a, b], [c, d]]: chi2 = N (ad - bc)^2 / ((a+b)(c+d)(a+c)(b+d)).
+    a, b, c, d = 5000, 5000, 150, 50
+    expected = (a + b + c + d) * (a * d - b * c) ** 2 / ((a + b) * (c + d) * (a + c) * (b + d))
+    statistic, p = class_mix(np.array([a, b]), np.array([c, d]))
+    assert statistic == pytest.approx(expected) and p < 1e-10
+    # A small reference is uncertain too: the same window is less surprising against it.
+    _, p_small = class_mix(np.array([50, 50]), np.array([c, d]))
+    assert p_small > p
     # A class the reference never predicted is surprising, not a division by zero.
-    statistic, p = class_mix(np.array([1.0, 0.0]), np.array([190, 10]))
+    statistic, p = class_mix(np.array([1000, 0]), np.array([190, 10]))
     assert np.isfinite(statistic) and p < 1e-10
+    assert class_mix(np.array([10, 0]), np.array([5, 0])) == (0.0, 1.0)
 
 
 def test_every_feature_is_tested_with_a_bonferroni_threshold() -> None:

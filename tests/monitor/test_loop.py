@@ -147,6 +147,11 @@ def test_a_drop_in_live_accuracy_retrains_evaluates_promotes_and_serves(
     alias = client.get_model_version_by_alias("mltrail-text", "production")
     assert str(alias.version) == "2" and alias.tags["mltrail.version"] == new
     assert Path("monitoring/text/report.html").is_file()
+    # The lineage goes on past training: where the model was promoted, and why.
+    from mltrail.lineage import describe
+
+    lineage = describe(Path(steps["promote"]["release"]))
+    assert "promoted" in lineage and "MLflow mltrail-text v2" in lineage
     # Accuracy on the shifted traffic recovers with the new model.
     assert _traffic(server, shifted(30, 1000)) > 0.9
 
