@@ -103,6 +103,14 @@ def _pool(project: Path, params: Any) -> tuple[NDArray[np.uint8], NDArray[np.int
     return arrays.x_test[order], arrays.y_test[order]
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def _start_server(project: Path, release: str, port: int) -> tuple[subprocess.Popen[bytes], str]:
     import httpx
 
@@ -186,7 +194,7 @@ def _plot(traffic: Traffic, path: Path, shift: str) -> None:
 
 def run_scenario(
     repo: Path, out: Path, work: Path, shift: str = "darken", train_size: int = 10_000,
-    epochs: int = 3, phase_size: int = 400, labelled_shifted: int = 600, port: int = 8765,
+    epochs: int = 3, phase_size: int = 400, labelled_shifted: int = 600, port: int | None = None,
     label_share: float = 0.5,
 ) -> dict[str, Any]:  # fmt: skip
     """The scenario; returns (and writes) its record."""
@@ -222,7 +230,8 @@ def run_scenario(
                        check=True, capture_output=True)  # fmt: skip
         traffic.events.append({"what": "trained", "at": 0, "seconds": time.time() - t})
         first = promote(project / "models/cifar10/mlflow", params, {"scenario": "initial"})
-        proc, url = _start_server(project, str(Path(first["release"]).resolve()), port)
+        proc, url = _start_server(project, str(Path(first["release"]).resolve()),
+                                  port or _free_port())  # fmt: skip
         x, y = _pool(project, params)
         store = str(project / "telemetry.db")
         monitoring = out / "monitoring"
