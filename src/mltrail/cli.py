@@ -573,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     sce.add_argument("--shift", choices=["darken", "noise", "rotate"], default="darken")
     sce.add_argument("--out", type=Path, default=Path("reports/scenario"))
     sce.add_argument("--work", type=Path, default=Path(".mltrail/scenario"))
-    sce.add_argument("--train-size", type=int, default=10_000, help="CIFAR-10 training images")
+    sce.add_argument("--train-size", type=int, default=20_000, help="CIFAR-10 training images")
     sce.add_argument("--epochs", type=int, default=3)
     sce.set_defaults(handler=cmd_scenario)
 

@@ -193,13 +193,14 @@ def _plot(traffic: Traffic, path: Path, shift: str) -> None:
 
 
 def run_scenario(
-    repo: Path, out: Path, work: Path, shift: str = "darken", train_size: int = 10_000,
+    repo: Path, out: Path, work: Path, shift: str = "darken", train_size: int = 20_000,
     epochs: int = 3, phase_size: int = 400, labelled_shifted: int = 600, port: int | None = None,
     label_share: float = 0.5,
 ) -> dict[str, Any]:  # fmt: skip
     """The scenario; returns (and writes) its record."""
     import httpx
 
+    from mltrail.bench.machine import machine
     from mltrail.config import load_params
     from mltrail.monitor.promote import promote
     from mltrail.monitor.retrain import retrain_once
@@ -307,6 +308,7 @@ def run_scenario(
         "recovered": recovered,
         "promoted": record["outcome"].startswith("promoted"),
         "seconds": time.time() - started,
+        "machine": machine(),
     }
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "scenario.json", result)
@@ -323,8 +325,10 @@ def _markdown(r: dict[str, Any]) -> str:
     lines = [
         f"# mltrail scenario: CIFAR-10 traffic {r['shift']}",
         "",
-        f"Command: `mltrail scenario --shift {r['shift']}` (model trained on "
-        f"{r['train_size']} images, {r['epochs']} epochs); {r['seconds']:.0f} s in all.",
+        f"Command: `MLTRAIL_DATA_MIRROR=<datasets> mltrail scenario --shift {r['shift']} "
+        f"--train-size {r['train_size']} --epochs {r['epochs']}` (the CNN trained on "
+        f"{r['train_size']} CIFAR-10 images); {r['seconds']:.0f} s in all, on "
+        f"{r['machine']['cpu']}, {r['machine']['cores']} cores, {r['machine']['date']}.",
         "",
         "| phase | served accuracy | monitor |",
         "| --- | --- | --- |",
