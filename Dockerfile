@@ -7,6 +7,7 @@
 #     --build-arg BUILD_TIME="$(date -u +%Y-%m-%dT%H:%M:%SZ)" \
 #     --build-arg TEXT_MODEL_SHA256="$(jq -r .model.sha256 models/text/baseline/manifest.json)" \
 #     --build-arg IMAGE_MODEL_SHA256="$(jq -r .model.sha256 models/cifar10/baseline/manifest.json)" .
+#   (no Docker engine, no registry: scripts/build-image builds it with buildah from a local base)
 #   docker run -p 80:80 -e MLTRAIL_API_KEY=... -e MLTRAIL_IMAGE_TAG=mltrail:<tag> mltrail:latest
 #
 # No secret goes into a layer or a build argument: the API key and the telemetry DSN are given
@@ -16,17 +17,22 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build: a virtual environment with the serving dependencies, then mltrail ----------------
 FROM ${PYTHON_IMAGE} AS build
+# Where the CPU torch wheel comes from: PyTorch's CPU index. A closed network points this at a
+# local mirror of that index instead (scripts/build-image serves one from a wheel on disk).
+ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
 # Dependencies first, from the pinned tree (this layer is reused until they change). The CNN
 # needs torch: the CPU build, from PyTorch's own index (the PyPI default pulls CUDA, ~3 GB).
+# The placeholder package and setuptools' build/ go afterwards: build/lib would keep the empty
+# __init__.py (newer than the real one COPY brings) and the image's mltrail would not import.
 COPY pyproject.toml constraints.txt README.md ./
 RUN mkdir -p src/mltrail && touch src/mltrail/__init__.py \
- && pip install --extra-index-url https://download.pytorch.org/whl/cpu \
+ && pip install --extra-index-url "${TORCH_INDEX_URL}" \
       -c constraints.txt ".[serve,torch]" \
- && pip uninstall -y mltrail
+ && pip uninstall -y mltrail && rm -rf build src
 COPY src ./src
 RUN pip install --no-deps . && rm -rf /src
 
