@@ -90,7 +90,9 @@ def test_eight_runs_logging_at_once_all_complete(
     assert all("accuracy" in r.data.metrics for r in runs)
     client = MlflowClient(team_server.uri)
     files = {f.path for f in client.list_artifacts(runs[0].info.run_id, "mltrail-model")}
-    assert files == {"mltrail-model/model.npz", "mltrail-model/manifest.json"}
+    assert files == {
+        "mltrail-model/model.npz", "mltrail-model/manifest.json", "mltrail-model/reference.npz",
+    }  # fmt: skip
 
 
 def test_a_server_restart_in_the_middle_loses_no_run(

@@ -52,6 +52,16 @@ def serving_source(params: Params, task: str) -> str:
     return source
 
 
+def _absolute(uri: str) -> str:
+    """``sqlite:///mlflow.db`` is relative to the working directory, and MLflow caches one
+    store per URI string for the process: make it absolute, so that a process that changed
+    directory (a loop, a test run) cannot reach the wrong database through the cache."""
+    prefix = "sqlite:///"
+    if uri.startswith(prefix) and not uri.startswith(prefix + "/"):
+        return prefix + str(Path(uri.removeprefix(prefix)).resolve())
+    return uri
+
+
 def _register(model_dir: Path, manifest: dict[str, Any], params: Params) -> dict[str, Any]:
     """Register the model's MLflow run output and move the alias to it; {} when the model
     was not tracked in MLflow (the pointer alone then records the promotion)."""
@@ -71,7 +81,7 @@ def _register(model_dir: Path, manifest: dict[str, Any], params: Params) -> dict
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri = manifest["tracking"]["backends"]["mlflow"]
+    uri = _absolute(manifest["tracking"]["backends"]["mlflow"])
     client = MlflowClient(uri)
     mlflow.set_tracking_uri(uri)
     name, alias = params.retrain.registered_model, params.retrain.alias
