@@ -17,21 +17,29 @@ ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # ---- build: a virtual environment with the serving dependencies, then mltrail ----------------
 FROM ${PYTHON_IMAGE} AS build
-# Where the CPU torch wheel comes from: PyTorch's CPU index. A closed network points this at a
-# local mirror of that index instead (scripts/build-image serves one from a wheel on disk).
+# What the server gets: `serve` runs the CNN under ONNX Runtime from the model's model.onnx,
+# without torch (0.8 GB less; benchmarks/results/cnn_runtime.md: same outputs, 3-4x faster).
+# SERVE_EXTRAS=serve,torch adds torch, for a CNN trained before model.onnx existed.
+ARG SERVE_EXTRAS=serve
+# Where the CPU torch wheel comes from, when SERVE_EXTRAS has torch: PyTorch's CPU index. A
+# closed network points this at a local mirror of that index instead (scripts/build-image
+# serves one from a wheel on disk).
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cpu
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PYTHONDONTWRITEBYTECODE=1
 RUN python -m venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH
 WORKDIR /src
-# Dependencies first, from the pinned tree (this layer is reused until they change). The CNN
-# needs torch: the CPU build, from PyTorch's own index (the PyPI default pulls CUDA, ~3 GB).
+# Dependencies first, from the pinned tree (this layer is reused until they change). torch, if
+# asked for: the CPU build, from PyTorch's own index (the PyPI default pulls CUDA, ~3 GB).
 # The placeholder package and setuptools' build/ go afterwards: build/lib would keep the empty
 # __init__.py (newer than the real one COPY brings) and the image's mltrail would not import.
 COPY pyproject.toml constraints.txt README.md ./
 RUN mkdir -p src/mltrail && touch src/mltrail/__init__.py \
- && pip install --extra-index-url "${TORCH_INDEX_URL}" \
-      -c constraints.txt ".[serve,torch]" \
+ && case ",${SERVE_EXTRAS}," in \
+      *,torch,*) set -- --extra-index-url "${TORCH_INDEX_URL}" ;; \
+      *) set -- ;; \
+    esac \
+ && pip install "$@" -c constraints.txt ".[${SERVE_EXTRAS}]" \
  && pip uninstall -y mltrail && rm -rf build src
 COPY src ./src
 RUN pip install --no-deps . && rm -rf /src
@@ -60,6 +68,10 @@ ENV PATH=/opt/venv/bin:$PATH \
     MLTRAIL_IMAGE_MODEL=/app/models/image \
     MLTRAIL_SERVE_SETTINGS=/app/serve.yaml
 COPY --chown=mltrail deploy/serve.yaml /app/serve.yaml
+# The build fails here, not the container at start, if a baked-in model cannot be served by
+# this environment (a CNN without model.onnx in an image without torch: retrain it).
+RUN PYTHONDONTWRITEBYTECODE=1 python -c "from mltrail.serve.loading import load; \
+print(load('/app/models/text', 'text').version, load('/app/models/image', 'image').runtime)"
 WORKDIR /data
 USER 10001
 # Port 80 as a user without privileges: Docker (20.10+) sets

@@ -120,6 +120,13 @@ def test_cnn_trains_and_mlflow_serves_the_same_model(
     params = _tracked(make_params, workdir, "train_cifar10.epochs=2", "train_cifar10.batch_size=32")
     out = workdir / "cnn"
     manifest = train_cifar10.run(params, "mlflow", cifar_data, out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "confusion_matrix.png", "curves.png", "history.csv", "manifest.json", "metrics.json",
+        "model.onnx", "model.pt", "per_class.json", "reference.npz", "saliency.png",
+    ]  # fmt: skip
+    # The ONNX copy the server runs is part of the model: named and hashed by the manifest.
+    onnx = manifest["model"]["info"]["onnx"]
+    assert onnx["file"] == "model.onnx" and onnx["sha256"] == sha256_file(out / "model.onnx")
     history = (out / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_loss") and len(history) == 3
     assert {"accuracy", "test_loss", "train_time_s", "predict_time_s"} <= set(manifest["metrics"])
@@ -133,6 +140,13 @@ def test_cnn_trains_and_mlflow_serves_the_same_model(
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     served = mlflow.pyfunc.load_model(f"runs:/{state['run_id']}/model").predict(x.numpy())
     assert np.allclose(np.asarray(served), local, atol=1e-5)
+    # mltrail's own copy in the run (mltrail-model) carries model.onnx: served by ONNX Runtime.
+    from mltrail.serve.loading import load
+
+    ours = load(f"runs:/{state['run_id']}/mltrail-model", "image")
+    assert ours.runtime == "onnx"
+    probs = ours.predict_proba(x.numpy())
+    assert np.allclose(probs, torch.softmax(torch.from_numpy(local), 1).numpy(), atol=1e-5)
     run = mlflow.tracking.MlflowClient().get_run(state["run_id"])
     steps = mlflow.tracking.MlflowClient().get_metric_history(run.info.run_id, "test_accuracy")
     assert [m.step for m in steps] == [1, 2]

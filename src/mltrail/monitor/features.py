@@ -69,6 +69,22 @@ class ImageProjection:
         return np.asarray((features - self.mean) @ self.components_t)
 
 
+def image_profiles(
+    images: NDArray[np.floating[Any]],
+    features: NDArray[np.float32],
+    projection: ImageProjection | None,
+) -> list[Profile]:
+    """One profile per image: its statistics, and its penultimate ``features`` projected."""
+    stats = image_statistics(images)
+    names: tuple[str, ...] = IMAGE_FEATURES
+    rows = stats
+    if projection is not None:
+        projected = projection(features)
+        names = IMAGE_FEATURES + projection_names(projected.shape[1])
+        rows = np.column_stack([stats, projected])
+    return [dict(zip(names, row.tolist(), strict=True)) for row in rows]
+
+
 def image_predictor(model: Any, projection: ImageProjection | None) -> Predict:
     """``model``: a ``torch.nn.Sequential`` CNN whose last layer maps features to logits."""
     import threading
@@ -82,13 +98,26 @@ def image_predictor(model: Any, projection: ImageProjection | None) -> Predict:
         with lock, torch.inference_mode():
             features = body(torch.from_numpy(np.ascontiguousarray(images, dtype=np.float32)))
             probs = torch.softmax(head(features), dim=1).double().numpy()
-        stats = image_statistics(images)
-        names: tuple[str, ...] = IMAGE_FEATURES
-        rows = stats
-        if projection is not None:
-            projected = projection(features.numpy())
-            names = IMAGE_FEATURES + projection_names(projected.shape[1])
-            rows = np.column_stack([stats, projected])
-        return probs, [dict(zip(names, row.tolist(), strict=True)) for row in rows]
+        return probs, image_profiles(images, features.numpy(), projection)
+
+    return predict
+
+
+def onnx_image_predictor(session: Any, projection: ImageProjection | None) -> Predict:
+    """The same predictor on the CNN's ONNX copy (see :func:`mltrail.models.cnn_io.export_onnx`):
+    ``session`` is an ``onnxruntime.InferenceSession`` with outputs ``features`` and ``logits``.
+    Same probabilities and profiles as :func:`image_predictor`, to float32 rounding."""
+    import threading
+
+    lock = threading.Lock()  # one run at a time: ONNX Runtime already uses every core
+
+    def predict(images: NDArray[np.float32]) -> tuple[NDArray[np.float64], list[Profile]]:
+        x = np.ascontiguousarray(images, dtype=np.float32)
+        with lock:
+            features, logits = session.run(["features", "logits"], {"images": x})
+        # Softmax in float32, as torch computes it, then widened.
+        shifted = np.exp(logits - logits.max(axis=1, keepdims=True))
+        probs = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float64)
+        return probs, image_profiles(images, features, projection)
 
     return predict

@@ -167,7 +167,8 @@ def create_app(settings: ServeSettings) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         for kind, source in state.configured().items():
             state.models[kind] = await run_in_threadpool(load, source, kind)
-            log.info("serving %s model %s from %s", kind, state.models[kind].version, source)
+            model = state.models[kind]
+            log.info("serving %s model %s from %s (%s)", kind, model.version, source, model.runtime)
         sinks = build_sinks(settings.telemetry)
         # Feedback for a prediction older than the in-memory index is looked up in the store.
         state.store = next((s for s in sinks if isinstance(s, SqliteSink | PostgresSink)), None)
@@ -506,7 +507,8 @@ async def _reload(state: ServerState, wanted: dict[str, str | None]) -> dict[str
                 ) from None
         state.models.update(loaded)  # a request sees the old model or the new one, whole
         for kind, model in loaded.items():
-            log.info("now serving %s model %s from %s", kind, model.version, model.source)
+            log.info("now serving %s model %s from %s (%s)", kind, model.version, model.source,
+                     model.runtime)  # fmt: skip
     return {k: m.version for k, m in loaded.items()}
 
 

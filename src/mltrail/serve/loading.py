@@ -5,12 +5,18 @@ same folder logged to MLflow as the ``mltrail-model`` artifact of a run (``runs:
 registered ``models:/<name>@<alias>`` / ``models:/<name>/<version>``). Before anything is
 loaded, the model file's sha256 must equal the manifest's; a missing or changed file is
 refused. The text model is read from arrays (``allow_pickle=False``), the CNN with
-``torch.load(weights_only=True)``: loading runs no code from the file.
+``torch.load(weights_only=True)``, or, where its manifest names an ONNX copy (``model.onnx``,
+verified the same way), run by ONNX Runtime without importing torch at all: loading runs no
+code from the file. ``$MLTRAIL_CNN_RUNTIME`` chooses: ``auto`` (the default: ONNX Runtime when
+the model has an ONNX copy and onnxruntime is installed, else torch), ``onnx`` or ``torch``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import importlib.util
 import json
+import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -23,10 +29,18 @@ from numpy.typing import NDArray
 from mltrail.errors import MltrailError
 from mltrail.fsio import sha256_file
 from mltrail.lineage import MANIFEST
-from mltrail.monitor.features import ImageProjection, Predict, image_predictor, text_predictor
+from mltrail.monitor.features import (
+    ImageProjection,
+    Predict,
+    image_predictor,
+    onnx_image_predictor,
+    text_predictor,
+)
 from mltrail.monitor.reference import Reference
 
 MLFLOW_ARTIFACT = "mltrail-model"
+CNN_RUNTIME_ENV = "MLTRAIL_CNN_RUNTIME"
+CNN_RUNTIMES = ("auto", "onnx", "torch")
 
 
 class ModelLoadError(MltrailError):
@@ -43,6 +57,8 @@ class LoadedModel:
     """Inputs -> (class probabilities, one row per input; the input profiles)."""
     explain: Callable[[str, int], list[dict[str, float | str]]] | None = None
     """Text models: (text, class) -> the terms that pushed the prediction towards it."""
+    runtime: str = "numpy"
+    """What runs the model: ``numpy`` (text), ``torch`` or ``onnx`` (the CNN)."""
 
     def predict_proba(self, inputs: Any) -> NDArray[np.float64]:
         return self.predict(inputs)[0]
@@ -152,12 +168,77 @@ def _load_text(
 def _load_image(
     source: str, manifest: dict[str, Any], classes: list[str], model_dir: Path, arch: str
 ) -> LoadedModel:
-    from mltrail.models.cnn_io import load_cnn
-
     reference = _load_reference(model_dir, manifest)
     projection = (
         None if reference is None
         else ImageProjection(reference.projection_mean, reference.projection)
     )  # fmt: skip
+    onnx_entry = manifest["model"].get("info", {}).get("onnx")
+    if _cnn_runtime(source, onnx_entry) == "onnx":
+        session = _onnx_session(model_dir, onnx_entry)
+        predict = onnx_image_predictor(session, projection)
+        return LoadedModel("image", source, manifest, classes, predict, runtime="onnx")
+    try:
+        from mltrail.models.cnn_io import load_cnn
+    except ImportError as exc:
+        raise ModelLoadError(
+            f"{source}: the CNN would run under torch, which cannot be imported ({exc})"
+            + ("" if onnx_entry else "; the model has no ONNX copy for ONNX Runtime"),
+            hint="retrain the model (`dvc repro`: training writes model.onnx) and serve it "
+            f"with onnxruntime (mltrail[serve]) and ${CNN_RUNTIME_ENV} unset, or install torch "
+            "(mltrail[torch])",
+        ) from None
     model = load_cnn(model_dir / manifest["model"]["file"], arch)
-    return LoadedModel("image", source, manifest, classes, image_predictor(model, projection))
+    predict = image_predictor(model, projection)
+    return LoadedModel("image", source, manifest, classes, predict, runtime="torch")
+
+
+def _cnn_runtime(source: str, onnx_entry: Any) -> str:
+    """``onnx`` or ``torch``, from ``$MLTRAIL_CNN_RUNTIME`` and what the model and the
+    environment have."""
+    wanted = os.environ.get(CNN_RUNTIME_ENV, "auto").strip().lower() or "auto"
+    if wanted not in CNN_RUNTIMES:
+        raise ModelLoadError(
+            f"${CNN_RUNTIME_ENV}={wanted!r}: expected one of {', '.join(CNN_RUNTIMES)}"
+        )
+    has_ort = importlib.util.find_spec("onnxruntime") is not None
+    if wanted == "onnx" and not onnx_entry:
+        raise ModelLoadError(
+            f"{source} has no ONNX copy (its manifest names none), and ${CNN_RUNTIME_ENV}=onnx",
+            hint="retrain it (`dvc repro`): training writes model.onnx",
+        )
+    if wanted == "onnx" and not has_ort:
+        raise ModelLoadError(
+            f"${CNN_RUNTIME_ENV}=onnx, but onnxruntime is not installed",
+            hint="pip install mltrail[serve] (it brings onnxruntime)",
+        )
+    if wanted == "torch" or not (onnx_entry and has_ort):
+        return "torch"
+    return "onnx"
+
+
+def _onnx_session(model_dir: Path, entry: dict[str, Any]) -> Any:
+    """An ONNX Runtime session (CPU) on the model's ONNX copy, once its bytes match the
+    manifest's sha256: the bytes checked are the bytes loaded."""
+    import onnxruntime as ort
+
+    path = model_dir / str(entry.get("file", ""))
+    try:
+        data = path.read_bytes()
+    except OSError:
+        data = None
+    if data is None or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
+        raise ModelLoadError(
+            f"{path} is missing or differs from its manifest's sha256; refusing to load",
+            hint="restore the model folder (`dvc checkout`) or retrain it",
+        )
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only
+    try:
+        session = ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        raise ModelLoadError(f"{path} is not a model ONNX Runtime can run: {exc}") from None
+    outputs = {o.name for o in session.get_outputs()}
+    if not {"features", "logits"} <= outputs:
+        raise ModelLoadError(f"{path} lacks the outputs features and logits (has {outputs})")
+    return session

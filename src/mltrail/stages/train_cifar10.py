@@ -1,6 +1,8 @@
 """Stages ``train_cifar10_{baseline,mlflow,wandb}``: a CNN in PyTorch on prepared CIFAR-10.
 
-Outputs: ``model.pt`` (a state dict: loads with ``weights_only=True``), ``metrics.json``
+Outputs: ``model.pt`` (a state dict: loads with ``weights_only=True``), ``model.onnx`` (the
+same network for ONNX Runtime, with the penultimate features as a second output: what the
+server runs without torch), ``metrics.json``
 (accuracy, test loss, train and predict time: the paper's Tables 5-6), ``history.csv`` and
 ``curves.png`` (per epoch), ``per_class.json``, ``confusion_matrix.png``, ``saliency.png``
 (gradient saliency on one held-out image per class), ``reference.npz`` (what monitoring
@@ -33,6 +35,7 @@ from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import Reservation, TrackedRun
 
 MODEL_FILE = "model.pt"
+ONNX_FILE = "model.onnx"
 
 
 def resolve_recipe(params: TrainCifar10Params) -> Recipe:
@@ -47,7 +50,7 @@ def resolve_recipe(params: TrainCifar10Params) -> Recipe:
 def run(
     params: Params, tracker: str | Reservation, data_dir: Path, out_dir: Path, progress: bool = True
 ) -> dict[str, Any]:
-    from mltrail.models.cnn_io import save_cnn
+    from mltrail.models.cnn_io import ONNX_OPSET, export_onnx, save_cnn
     from mltrail.models.cnn_train import train_cnn
 
     require_prepared(data_dir, ["train.npz", "test.npz", "labels.json"], "prepare_cifar10")
@@ -66,6 +69,7 @@ def run(
         )  # fmt: skip
         save_cnn(result.model, out / MODEL_FILE)
         model = result.model.cpu().eval()
+        export_onnx(model, out / ONNX_FILE)
         # Monitored against held-out feedback when prepare chose it, else the test split.
         recent = data_dir / "reference.npz"
         if recent.is_file():
@@ -103,6 +107,7 @@ def run(
             flavor="pytorch",
             metrics=metrics,
             artifacts=[
+                ONNX_FILE,
                 "history.csv",
                 "curves.png",
                 "per_class.json",
@@ -116,6 +121,12 @@ def run(
                     "file": REFERENCE_FILE,
                     "sha256": sha256_file(out / REFERENCE_FILE),
                     "source": "feedback" if recent.is_file() else "test",
+                },
+                "onnx": {
+                    "file": ONNX_FILE,
+                    "sha256": sha256_file(out / ONNX_FILE),
+                    "opset": ONNX_OPSET,
+                    "outputs": ["features", "logits"],
                 },
                 "recipe": asdict(recipe),
                 "classes": classes,

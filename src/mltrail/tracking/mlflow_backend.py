@@ -85,11 +85,12 @@ class MlflowTracker:
 
     def log_model(self, model: ModelRef) -> None:
         """Log ``model`` so the MLflow UI shows it and ``mlflow.pyfunc.load_model`` serves it,
-        and mltrail's own files (model file, manifest, monitoring reference) as
+        and mltrail's own files (model file, manifest, monitoring reference, ONNX copy) as
         ``mltrail-model``, which ``mltrail serve`` loads from ``runs:/`` or ``models:/`` URIs
         without unpickling."""
         reference = model.info.get("reference") or {}
-        for name in (model.file, MANIFEST, reference.get("file")):
+        onnx = model.info.get("onnx") or {}
+        for name in (model.file, MANIFEST, reference.get("file"), onnx.get("file")):
             if name is None:
                 continue
             if (model.path / name).is_file():
