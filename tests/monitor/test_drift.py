@@ -23,6 +23,13 @@ def test_ks_on_known_samples() -> None:
     assert 0.12 < statistic < 0.3 and p < 1e-3
 
 
+def test_a_point_mass_one_ulp_apart_is_not_drift() -> None:
+    rng = np.random.default_rng(0)
+    reference = np.concatenate([np.full(300, 0.1976703), rng.normal(0, 1, 1700)])
+    window = np.concatenate([np.full(30, 0.1976703 + 3e-8), rng.normal(0, 1, 170)])
+    assert ks(reference, window)[1] > 0.01
+
+
 def test_class_mix_on_known_counts() -> None:
     statistic, p = class_mix(np.array([1000, 1000]), np.array([100, 100]))
     assert statistic == 0.0 and p == pytest.approx(1.0)
