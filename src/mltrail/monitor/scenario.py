@@ -195,7 +195,7 @@ def _plot(traffic: Traffic, path: Path, shift: str) -> None:
 def run_scenario(
     repo: Path, out: Path, work: Path, shift: str = "darken", train_size: int = 20_000,
     epochs: int = 3, phase_size: int = 400, labelled_shifted: int = 600, port: int | None = None,
-    label_share: float = 0.5,
+    label_share: float = 0.5, overrides: dict[str, dict[str, Any]] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """The scenario; returns (and writes) its record."""
     import httpx
@@ -217,6 +217,8 @@ def run_scenario(
         "retrain": {"task": "cifar10", "stage": "train_cifar10_mlflow",
                     "registered_model": "mltrail-cifar10"},
     })  # fmt: skip
+    if overrides:
+        set_params(project, overrides)
     old_cwd = Path.cwd()
     os.chdir(project)
     proc = None
