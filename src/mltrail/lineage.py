@@ -110,6 +110,12 @@ def build_manifest(
     }
 
 
+def model_version(manifest: Mapping[str, Any]) -> str:
+    """``<stage>@<first 12 hex of the model file's sha256>``: what the server, telemetry, the
+    monitor, the registry tags and the releases call a model."""
+    return f"{manifest.get('stage', manifest['task'])}@{manifest['model']['sha256'][:12]}"
+
+
 def read_manifest(model_dir: Path) -> dict[str, Any]:
     path = model_dir / MANIFEST
     try:
@@ -158,7 +164,7 @@ def _promotions(manifest: dict[str, Any], history: Path) -> list[str]:
     from the releases history, with the MLflow registry version and why."""
     if not history.is_file():
         return []
-    version = f"{manifest.get('stage')}@{manifest['model']['sha256'][:12]}"
+    version = model_version(manifest)
     lines = []
     for line in history.read_text().splitlines():
         record = json.loads(line)

@@ -20,15 +20,11 @@ from typing import Any
 from mltrail.config import Params
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_dir, write_json
+from mltrail.lineage import model_version
 from mltrail.serve.loading import verify
 
 log = logging.getLogger(__name__)
 KIND = {"text": "text", "cifar10": "image"}  # task -> the server's model kind
-
-
-def version_of(manifest: dict[str, Any]) -> str:
-    """What the server calls the model (``LoadedModel.version``)."""
-    return f"{manifest.get('stage', manifest['task'])}@{manifest['model']['sha256'][:12]}"
 
 
 def read_pointer(path: Path) -> dict[str, str]:
@@ -91,7 +87,7 @@ def _register(model_dir: Path, manifest: dict[str, Any], params: Params) -> dict
     # fetches for ``models:/<name>@<alias>``.
     found = mlflow.register_model(f"runs:/{run_id}/model", name)
     client.set_registered_model_alias(name, alias, found.version)
-    client.set_model_version_tag(name, found.version, "mltrail.version", version_of(manifest))
+    client.set_model_version_tag(name, found.version, "mltrail.version", model_version(manifest))
     return {"tracking_uri": uri, "name": name, "version": str(found.version), "alias": alias,
             "run_id": run_id, "uri": f"models:/{name}@{alias}"}  # fmt: skip
 
@@ -100,7 +96,7 @@ def promote(model_dir: Path, params: Params, reasons: dict[str, Any]) -> dict[st
     """Make ``model_dir`` (a verified model folder) the serving model of its task."""
     manifest = verify(model_dir)
     task = manifest["task"]
-    version = version_of(manifest)
+    version = model_version(manifest)
     release = Path(params.retrain.releases_dir) / task / version.replace("@", "-")
     if not release.is_dir():
         with atomic_dir(release) as tmp:

@@ -13,8 +13,9 @@ from typing import Any
 
 from mltrail.config import MonitorParams
 from mltrail.errors import MltrailError
+from mltrail.lineage import model_version
 from mltrail.monitor.policy import Check, check_window
-from mltrail.monitor.reference import Reference, load_reference
+from mltrail.monitor.reference import Reference
 from mltrail.monitor.report import write_outputs
 from mltrail.monitor.store import read_window
 from mltrail.monitor.summary import summarize
@@ -34,19 +35,18 @@ class MonitoredModel:
 
 def monitored_model(source: str) -> MonitoredModel:
     """The model a server runs from ``source`` (folder or MLflow URI), with its reference."""
-    from mltrail.serve.loading import resolve, verify
+    from mltrail.serve.loading import load_verified_reference, resolve, verify
 
     model_dir = resolve(source)
     manifest = verify(model_dir)
-    entry = manifest["model"].get("info", {}).get("reference")
-    if not entry:
+    # Verified like the model file, as the server does: the same reference it projects with.
+    reference = load_verified_reference(model_dir, manifest)
+    if reference is None:
         raise MltrailError(
             f"{source} was trained without a monitoring reference",
             hint="retrain it with this version of mltrail (`dvc repro`)",
         )
-    reference = load_reference(model_dir / entry["file"])
-    version = f"{manifest.get('stage', manifest['task'])}@{manifest['model']['sha256'][:12]}"
-    return MonitoredModel(source, manifest["task"], version, manifest, reference)
+    return MonitoredModel(source, manifest["task"], model_version(manifest), manifest, reference)
 
 
 def run_check(

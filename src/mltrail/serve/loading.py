@@ -28,7 +28,7 @@ from numpy.typing import NDArray
 
 from mltrail.errors import MltrailError
 from mltrail.fsio import sha256_file
-from mltrail.lineage import MANIFEST
+from mltrail.lineage import MANIFEST, model_version
 from mltrail.monitor.features import (
     ImageProjection,
     Predict,
@@ -66,7 +66,7 @@ class LoadedModel:
     @property
     def version(self) -> str:
         """``<stage>@<first 12 hex of the model file's sha256>``: what telemetry records."""
-        return f"{self.manifest.get('stage', self.kind)}@{self.manifest['model']['sha256'][:12]}"
+        return model_version(self.manifest)
 
 
 def verify(model_dir: Path) -> dict[str, Any]:
@@ -135,7 +135,7 @@ def load(source: str, kind: str) -> LoadedModel:
     return _load_image(source, manifest, classes, model_dir, str(info.get("architecture")))
 
 
-def _load_reference(model_dir: Path, manifest: dict[str, Any]) -> Reference | None:
+def load_verified_reference(model_dir: Path, manifest: dict[str, Any]) -> Reference | None:
     """The model's monitoring reference (for the projections its profiles carry), verified
     like the model file; ``None`` for a model trained before references existed."""
     from mltrail.monitor.reference import load_reference
@@ -157,7 +157,7 @@ def _load_text(
 ) -> LoadedModel:
     from mltrail.models.text import TextScorer, load_text_model
 
-    reference = _load_reference(model_dir, manifest)
+    reference = load_verified_reference(model_dir, manifest)
     scorer = TextScorer(
         load_text_model(model_dir / manifest["model"]["file"]),
         None if reference is None else reference.projection,
@@ -168,7 +168,7 @@ def _load_text(
 def _load_image(
     source: str, manifest: dict[str, Any], classes: list[str], model_dir: Path, arch: str
 ) -> LoadedModel:
-    reference = _load_reference(model_dir, manifest)
+    reference = load_verified_reference(model_dir, manifest)
     projection = (
         None if reference is None
         else ImageProjection(reference.projection_mean, reference.projection)
