@@ -10,8 +10,12 @@ from pathlib import Path
 import pytest
 
 from mltrail.config import MIRROR_ENV, Params, load_params
+from mltrail.paths import resolve_environment
 
 REPO = Path(__file__).resolve().parents[1]
+# As the mltrail command does first: relative MLTRAIL_* paths name folders relative to where
+# pytest was started, also for the tests that change directory or start processes elsewhere.
+resolve_environment()
 PARAMS = REPO / "params.yaml"
 POSTGRES_ADMIN = os.environ.get(
     "MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"

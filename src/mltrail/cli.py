@@ -148,8 +148,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
         parse(spec, params.tracking)  # a wrong tracker fails now, not after an hour
     command = "mltrail bench " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["bench"] else ""
     run_bench(
-        params, args.params, bench, args.out, args.work, command or "mltrail bench",
-        sets=args.set, progress=not args.no_progress,
+        params, bench, args.out, args.work, command or "mltrail bench",
+        progress=not args.no_progress,
     )  # fmt: skip
     print(args.out / "benchmark.md")
     return 0
@@ -210,16 +210,26 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def _telemetry_store(args: argparse.Namespace) -> str:
+    """--store, else $MLTRAIL_TELEMETRY_DSN, else telemetry.db here (all absolute by now)."""
+    import os
+
+    from mltrail.paths import absolute_store
+
+    return str(
+        args.store or os.environ.get("MLTRAIL_TELEMETRY_DSN") or absolute_store("telemetry.db")
+    )
+
+
 def cmd_monitor(args: argparse.Namespace) -> int:
     import json
-    import os
     import time
 
     from mltrail.fsio import write_json
     from mltrail.monitor.store import read_window
     from mltrail.monitor.summary import summarize
 
-    store = args.store or os.environ.get("MLTRAIL_TELEMETRY_DSN") or "telemetry.db"
+    store = _telemetry_store(args)
     if args.model is None:  # no model to test against: the summary of the window
         since = time.time() - args.minutes * 60 if args.minutes else None
         window = read_window(store, since=since, endpoint=args.endpoint, limit=args.limit)
@@ -249,7 +259,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     from mltrail.monitor.retrain import retrain_once
 
     params = _params(args)
-    store = args.store or os.environ.get("MLTRAIL_TELEMETRY_DSN") or "telemetry.db"
+    store = _telemetry_store(args)
     while True:
         try:
             record = retrain_once(params, store, args.out, force=args.force, server=args.server,
@@ -585,8 +595,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _absolute_arguments(args: argparse.Namespace) -> None:
+    """Every path given on the command line, made absolute against the working directory
+    (see mltrail.paths): the stores and folders a command hands to other processes."""
+    from mltrail.paths import absolute, absolute_store
+
+    for name, value in vars(args).items():
+        if isinstance(value, Path):
+            setattr(args, name, absolute(value))
+    if getattr(args, "store", None):
+        args.store = absolute_store(args.store)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    from mltrail.paths import resolve_environment
+
     argv = list(sys.argv[1:] if argv is None else argv)
+    # Before anything runs in another folder or process: relative paths in MLTRAIL_* mean
+    # "relative to where the command was typed" (mltrail.paths).
+    resolve_environment()
     if argv[:1] == ["dvc"]:  # DVC's own arguments, untouched: see mltrail.data.remote
         from mltrail.data.remote import dvc
 
@@ -596,6 +623,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"mltrail: error: {exc}", file=sys.stderr)
             return 1
     args = build_parser().parse_args(argv)
+    _absolute_arguments(args)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -16,6 +16,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from mltrail.errors import ParamsError
+from mltrail.paths import absolute, absolute_sqlite_uri
 
 MIRROR_ENV = "MLTRAIL_DATA_MIRROR"
 """Environment variable naming a folder that holds local copies of the datasets."""
@@ -66,7 +67,7 @@ class DataParams(_Section):
 
     def mirror_dir(self) -> Path | None:
         value = self.mirror or os.environ.get(MIRROR_ENV) or None
-        return Path(value).expanduser() if value else None
+        return absolute(value) if value else None
 
 
 class TextParams(_Section):
@@ -335,8 +336,46 @@ def validate_params(raw: Mapping[str, Any], origin: str = "params") -> Params:
         ) from None
 
 
-def load_params(path: Path, overrides: Iterable[str] = ()) -> Params:
-    """Read ``path`` (params.yaml), apply ``--set`` overrides, validate."""
+def _absolute_source(source: DataSource, base: Path) -> DataSource:
+    if source.path is None:
+        return source
+    return source.model_copy(update={"path": str(absolute(source.path, base))})
+
+
+def resolve_params(params: Params, base: Path | None = None) -> Params:
+    """``params`` with every local path absolute, relative ones taken against ``base`` (the
+    folder the command was run in): the data mirror (``$MLTRAIL_DATA_MIRROR`` when
+    ``data.mirror`` is null), the sources' ``path``, the feedback folders, the tracking
+    journal and W&B folders, a ``sqlite:///`` MLflow URI, the releases folder and the pointer.
+    Done once, where params are loaded, so a subprocess, a DVC stage or a ``chdir`` later on
+    reads the same files (see mltrail.paths)."""
+    base = base or Path.cwd()
+
+    def path(value: str | None) -> str | None:
+        return None if value is None else str(absolute(value, base))
+
+    mirror = params.data.mirror or os.environ.get(MIRROR_ENV) or None
+    text, cifar = params.text, params.cifar10
+    tracking, retrain = params.tracking, params.retrain
+    return params.model_copy(update={
+        "data": params.data.model_copy(update={"mirror": path(mirror)}),
+        "text": text.model_copy(update={"source": _absolute_source(text.source, base),
+                                        "feedback_dir": path(text.feedback_dir)}),
+        "cifar10": cifar.model_copy(update={"source": _absolute_source(cifar.source, base),
+                                            "feedback_dir": path(cifar.feedback_dir)}),
+        "tracking": tracking.model_copy(update={
+            "mlflow_uri": absolute_sqlite_uri(tracking.mlflow_uri, base),
+            "wandb_dir": path(tracking.wandb_dir),
+            "journal_dir": path(tracking.journal_dir),
+        }),
+        "retrain": retrain.model_copy(update={"releases_dir": path(retrain.releases_dir),
+                                              "pointer_file": path(retrain.pointer_file)}),
+    })  # fmt: skip
+
+
+def load_params(path: Path, overrides: Iterable[str] = (), base: Path | None = None) -> Params:
+    """Read ``path`` (params.yaml), apply ``--set`` overrides, validate, and make its paths
+    absolute against ``base`` (the working directory when None; see ``resolve_params``)."""
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -350,4 +389,5 @@ def load_params(path: Path, overrides: Iterable[str] = ()) -> Params:
         raise ParamsError(f"{path} is not valid YAML: {exc}") from None
     if not isinstance(raw, dict):
         raise ParamsError(f"{path} must hold a mapping of sections, not {type(raw).__name__}")
-    return validate_params(apply_overrides(raw, overrides), origin=str(path))
+    params = validate_params(apply_overrides(raw, overrides), origin=str(path))
+    return resolve_params(params, base)

@@ -25,9 +25,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mltrail.config import BenchParams, Params
 from mltrail.errors import MltrailError
-from mltrail.fsio import dumps_json, write_json
+from mltrail.fsio import atomic_write_text, dumps_json, write_json
 from mltrail.tracking.journal import pid_alive
 from mltrail.tracking.run import wait_for_export
 
@@ -104,29 +106,28 @@ def fingerprint(params: Params, bench: BenchParams) -> str:
 class Matrix:
     """Runs the cells of one setting in ``work`` (data, stores, journals, cell results)."""
 
-    def __init__(
-        self,
-        params: Params,
-        params_file: Path,
-        bench: BenchParams,
-        work: Path,
-        sets: list[str] | None = None,
-    ) -> None:
-        self.params = params
-        self.params_file = params_file.resolve()
-        self.sets = list(sets or [])  # the user's --set overrides, passed on to every cell
+    def __init__(self, params: Params, bench: BenchParams, work: Path) -> None:
+        # The cells run in fresh processes with ``work`` as their working directory: they get
+        # these params as one file, every path in it already absolute (load_params resolved
+        # them against the folder `mltrail bench` ran in) and the user's --set overrides
+        # already applied, so nothing is resolved again in another folder. Feedback batches
+        # stay out: the benchmark measures tracking on the dataset, the same on every clone.
+        self.params = params.model_copy(update={
+            "text": params.text.model_copy(update={"feedback_dir": None}),
+            "cifar10": params.cifar10.model_copy(update={"feedback_dir": None}),
+        })  # fmt: skip
         self.bench = bench
         self.work = work.resolve()
-        self.fingerprint = fingerprint(params, bench)
+        self.params_file = self.work / "params.yaml"
+        self.fingerprint = fingerprint(self.params, bench)
         self.cells_dir = self.work / "cells" / self.fingerprint
         self.bin = Path(sys.executable).parent
 
     # -- what every cell shares -------------------------------------------------------------
 
     def overrides(self) -> list[str]:
-        """The user's overrides, then those that keep every store inside ``work``."""
+        """Those that keep every store inside ``work``."""
         return [
-            *self.sets,
             f"tracking.mlflow_uri=sqlite:///{self.work / 'mlflow.db'}",
             f"tracking.wandb_dir={self.work}",
             f"tracking.journal_dir={self.work / 'journal'}",
@@ -175,6 +176,8 @@ class Matrix:
 
     def run(self, on_cell: Callable[[Cell, dict[str, Any]], None] | None = None) -> None:
         self.work.mkdir(parents=True, exist_ok=True)
+        params = yaml.safe_dump(self.params.model_dump(mode="json"), sort_keys=False)
+        atomic_write_text(self.params_file, params)
         for cell in self.pending():
             result = self.run_cell(cell)
             write_json(self.cell_path(cell), result)
@@ -295,12 +298,10 @@ def wait_quiet(run_dir: Path | None = None, timeout_s: float = 120) -> None:
 
 def run_bench(
     params: Params,
-    params_file: Path,
     bench: BenchParams,
     out: Path,
     work: Path,
     command: str,
-    sets: list[str] | None = None,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Run the cells not yet done, then write ``out/benchmark.json`` and the report."""
@@ -309,7 +310,7 @@ def run_bench(
     from mltrail.bench.machine import machine
     from mltrail.bench.report import write_report
 
-    matrix = Matrix(params, params_file, bench, work, sets)
+    matrix = Matrix(params, bench, work)
     todo = matrix.pending()
     total = len(plan(bench))
     with tqdm(total=total, initial=total - len(todo), desc="bench", disable=not progress) as bar:

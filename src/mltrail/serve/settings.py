@@ -12,6 +12,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrail.errors import ParamsError
+from mltrail.paths import absolute, absolute_source, absolute_sqlite_uri
 
 SinkName = Literal["sqlite", "postgres", "wandb", "mlflow"]
 
@@ -102,7 +103,7 @@ def load_settings(path: Path | None = None, **overrides: object) -> ServeSetting
         values["telemetry"] = telemetry
     values |= {k: v for k, v in overrides.items() if v is not None}
     try:
-        return ServeSettings.model_validate(values)
+        return resolve_settings(ServeSettings.model_validate(values))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -111,3 +112,27 @@ def load_settings(path: Path | None = None, **overrides: object) -> ServeSetting
             f"invalid server settings: {problems}",
             hint=f"valid keys: {', '.join(ServeSettings.model_fields)}",
         ) from None
+
+
+def resolve_settings(settings: ServeSettings, base: Path | None = None) -> ServeSettings:
+    """Local paths in ``settings`` made absolute against ``base`` (the working directory): the
+    model folders, the pointer file and the telemetry files (see mltrail.paths)."""
+    base = base or Path.cwd()
+    t = settings.telemetry
+
+    def source(value: str | None) -> str | None:
+        return None if value is None else absolute_source(value, base)
+
+    telemetry = t.model_copy(update={
+        "sqlite_path": str(absolute(t.sqlite_path, base)),
+        "spill_dir": str(absolute(t.spill_dir, base)),
+        "wandb_dir": str(absolute(t.wandb_dir, base)),
+        "mlflow_uri": absolute_sqlite_uri(t.mlflow_uri, base),
+    })  # fmt: skip
+    return settings.model_copy(update={
+        "text_model": source(settings.text_model),
+        "image_model": source(settings.image_model),
+        "pointer_file": None if settings.pointer_file is None
+        else str(absolute(settings.pointer_file, base)),
+        "telemetry": telemetry,
+    })  # fmt: skip

@@ -27,9 +27,16 @@ def fetch_source(
 def provenance(source: FetchedFile, section: BaseModel) -> dict[str, Any]:
     """The profile entries saying what produced a prepared dataset.
 
-    The file's name, not its path: the same data prepared on two machines gives equal bytes.
+    The file's name, not its path, and the params without the folders they name (params
+    hold absolute paths once loaded: mltrail.paths): the same data prepared in two clones or
+    on two machines gives equal bytes. The content is identified by the sha256s.
     """
+    recorded = section.model_dump(mode="json", exclude=LOCATIONS)
     return {
         "source": {"file": source.path.name, "sha256": source.sha256, "verified": source.verified},
-        "params": section.model_dump(mode="json"),
+        "params": recorded,
     }
+
+
+LOCATIONS: Any = {"feedback_dir": True, "source": {"path"}}
+"""Fields of a data section that say where files are, not what they hold."""
