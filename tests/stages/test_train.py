@@ -87,7 +87,7 @@ def test_lineage_prints_the_chain(
     assert state is not None and f"run {state['run_id']}" in text
     assert "matches the file" in text and manifest["model"]["sha256"][:16] in text
     (out / "model.npz").write_bytes(b"tampered")
-    main(["lineage", str(out)])
+    assert main(["lineage", str(out)]) == 2
     assert "DOES NOT MATCH" in capsys.readouterr().out
 
 
