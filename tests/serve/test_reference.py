@@ -81,7 +81,7 @@ def test_a_text_explanation_names_the_terms_that_drove_it(model_dirs: dict[str, 
     decision = pipeline.decision_function(["a good film"])[0] - scorer.intercept[0]
     assert sum(float(t["weight"]) for t in terms) == pytest.approx(decision)
     assert (
-        json.loads((model_dirs["text"] / "explain.json").read_text())["top_terms"]["1"][0]["term"]
+        json.loads((model_dirs["text"] / "explain.json").read_text())["top_terms"]["pos"][0]["term"]
         == "good"
     )
 
