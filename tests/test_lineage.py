@@ -161,3 +161,20 @@ def test_lineage_without_a_manifest_is_an_error(
 ) -> None:
     assert main(["lineage", str(tmp_path)]) == 1
     assert "has no manifest.json" in capsys.readouterr().err
+
+
+def test_lineage_goes_on_to_the_promotions(model_dir: Path, tmp_path: Path) -> None:
+    from mltrail.lineage import describe, lineage, model_version, read_manifest
+
+    history = tmp_path / "history.jsonl"
+    version = model_version(read_manifest(model_dir))
+    records = [
+        {"time": 0.0, "version": version, "release": "releases/text/a",
+         "registry": {"name": "mltrail-text", "version": "2"}, "reasons": {"why": "better"}},
+        {"time": 1.0, "version": "other@123", "release": "releases/text/b", "reasons": {}},
+    ]  # fmt: skip
+    history.write_text("".join(json.dumps(r) + "\n" for r in records))
+    assert lineage(model_dir, history)["promotions"] == records[:1]
+    assert describe(model_dir, history).endswith(
+        "promoted  1970-01-01T00:00:00Z to releases/text/a, MLflow mltrail-text v2 (better)"
+    )

@@ -118,3 +118,8 @@ def test_the_monitor_command_checks_a_model_and_exits_on_retrain(
     assert main([*args, "--store", str(tmp_path / "shift.db"), "--out", str(tmp_path / "b")]) == 3
     out = capsys.readouterr().out
     assert out.startswith("retrain:") and "oov_rate" in out
+    assert main([*args, "--store", str(tmp_path / "shift.db"), "--json"]) == 3
+    check = json.loads(capsys.readouterr().out)  # --json: the check, as check.json holds it
+    assert check["decision"] == "retrain" and check["predictions"] == 150
+    assert main([*args, "--store", str(tmp_path / "shift.db"), "--summary-out", "x.json"]) == 1
+    assert "--summary-out writes the summary of a window" in capsys.readouterr().err
