@@ -37,7 +37,8 @@ def test_imdb_through_the_mirror(
     assert prepared.profile["rows"] == {"train": 4000, "test": 1000, "feedback": 0}
     # stratified: the sample keeps the cleaned data's class ratio (dedup made it 24,8xx / 24,7xx)
     counts = prepared.profile["train"]["class_counts"]
-    assert sum(counts.values()) == 4000 and abs(counts["0"] - counts["1"]) <= 20
+    assert sum(counts.values()) == 4000 and abs(counts["neg"] - counts["pos"]) <= 20
+    assert prepared.classes == ["neg", "pos"]  # 0/1 named by params.yaml's text.class_names
     assert prepared.profile["cleaning"]["duplicates"] >= 418  # the README's duplicate texts
     assert 100 < prepared.profile["train"]["words"]["p50"] < 400
 
@@ -46,7 +47,7 @@ def test_20newsgroups_with_the_same_code(
     make_params: Make, tmp_path_factory: pytest.TempPathFactory
 ) -> None:
     path = shared_datasets() / "20newsgroups_bydate.csv.gz"
-    params = make_params(f"text.source.path={path}")
+    params = make_params(f"text.source.path={path}", "text.class_names=null")  # named labels
     out = tmp_path_factory.mktemp("news")
     prepared = prepare_text.run(params, out, out, progress=False)
     assert len(prepared.classes) == 20

@@ -10,7 +10,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -78,11 +78,18 @@ def _print_metrics(manifest: dict[str, object]) -> None:
     print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
 
 
-def cmd_lineage(args: argparse.Namespace) -> int:
-    from mltrail.lineage import describe
+LINEAGE_MISMATCH = 2
+"""``mltrail lineage`` exit status when a file the manifest hashes is missing or differs."""
 
-    print(describe(args.model_dir))
-    return 0
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    import json
+
+    from mltrail.lineage import lineage, render
+
+    trail = lineage(args.model_dir)
+    print(json.dumps(trail, indent=2) if args.json else render(trail))
+    return 0 if trail["check"]["ok"] else LINEAGE_MISMATCH
 
 
 def cmd_tracking_sync(args: argparse.Namespace) -> int:
@@ -227,28 +234,36 @@ def cmd_monitor(args: argparse.Namespace) -> int:
 
     from mltrail.fsio import write_json
     from mltrail.monitor.store import read_window
-    from mltrail.monitor.summary import summarize
+    from mltrail.monitor.summary import render_summary, summarize
 
     store = _telemetry_store(args)
     if args.model is None:  # no model to test against: the summary of the window
         since = time.time() - args.minutes * 60 if args.minutes else None
         window = read_window(store, since=since, endpoint=args.endpoint, limit=args.limit)
         summary = summarize(window)
-        if args.json:
-            write_json(args.json, summary)
-        print(json.dumps(summary, indent=2))
+        if args.summary_out:
+            write_json(args.summary_out, summary)
+        print(json.dumps(summary, indent=2) if args.json else render_summary(summary))
         return 0
+    if args.summary_out:
+        raise MltrailError(
+            "--summary-out writes the summary of a window (without --model)",
+            hint="with --model, --out writes the check (check.json, report.html)",
+        )
     from mltrail.monitor.run import monitored_model, run_check
 
     params = _params(args)
     model = monitored_model(args.model)
     check = run_check(store, model, params.monitor, args.out)
-    print(f"{check.decision}: {model.task} model {model.version}, {check.predictions} "
-          f"predictions in the window")  # fmt: skip
-    for reason in check.reasons:
-        print(f"  [{reason.level}] {reason.check}: {reason.message}")
-    if args.out is not None:
-        print(f"report: {args.out / 'report.html'}")
+    if args.json:
+        print(json.dumps(check.as_dict(), indent=2))
+    else:
+        print(f"{check.decision}: {model.task} model {model.version}, {check.predictions} "
+              f"predictions in the window")  # fmt: skip
+        for reason in check.reasons:
+            print(f"  [{reason.level}] {reason.check}: {reason.message}")
+        if args.out is not None:
+            print(f"report: {args.out / 'report.html'}")
     return int(args.retrain_exit_code) if check.decision == "retrain" else 0
 
 
@@ -310,8 +325,33 @@ def cmd_scenario(args: argparse.Namespace) -> int:
 
 def cmd_params_show(args: argparse.Namespace) -> int:
     params = _params(args)
+    if args.json:
+        import json
+
+        print(json.dumps(params.model_dump(mode="json"), indent=2))
+        return 0
     print(yaml.safe_dump(params.model_dump(mode="json"), sort_keys=False), end="")
     return 0
+
+
+def cmd_completion(args: argparse.Namespace) -> int:
+    import shtab
+
+    parser = build_parser()
+    _complete_paths(parser, shtab.FILE)
+    print(shtab.complete(parser, shell=args.shell), end="")
+    return 0
+
+
+def _complete_paths(parser: argparse.ArgumentParser, files: Any) -> None:
+    """Let the shell complete file names wherever an argument is a path (shtab reads an
+    action's ``complete`` attribute)."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in set(action.choices.values()):
+                _complete_paths(sub, files)
+        elif action.type is Path:
+            action.complete = files  # type: ignore[attr-defined]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -389,8 +429,18 @@ def build_parser() -> argparse.ArgumentParser:
         handler=cmd_train_cifar10
     )
 
-    lineage = verbs.add_parser("lineage", help="print a model's trail: commit to tracker runs")
+    lineage = verbs.add_parser(
+        "lineage",
+        help="print a model's trail: commit to tracker runs; check its files",
+        description="Print the manifest's chain (commit, params, data, model, tracker runs, "
+        "promotions) and check every file of the model folder the manifest hashes (the model, "
+        "its ONNX copy, its monitoring reference). Exit status: 0 when they all match, "
+        f"{LINEAGE_MISMATCH} when one is missing or differs, 1 on an error (no manifest).",
+    )
     lineage.add_argument("model_dir", type=Path)
+    lineage.add_argument(
+        "--json", action="store_true", help="print the manifest and the check as JSON"
+    )
     lineage.set_defaults(handler=cmd_lineage)
 
     tracking = verbs.add_parser("tracking", help="tracking journal tools")
@@ -523,7 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
         "(params.yaml `monitor`) against the reference it was trained with, decide ok / warn "
         "/ retrain, and write OUT/report.html, check.json, monitor.prom (Prometheus gauges) "
         "and a line in OUT/decisions.jsonl. Without --model: summarize the window (volume, "
-        "class mix, confidence, latency, inputs, live accuracy).",
+        "class mix, confidence, latency, inputs, live accuracy); --json prints all of it.",
     )
     mon.add_argument("--model", help="the serving model: folder, runs:/... or models:/...")
     mon.add_argument("--out", type=Path, help="report folder (with --model)")
@@ -541,7 +591,13 @@ def build_parser() -> argparse.ArgumentParser:
     mon.add_argument("--minutes", type=float, help="only the last N minutes (summary)")
     mon.add_argument("--endpoint", help="only /predict/text or /predict/image (summary)")
     mon.add_argument("--limit", type=int, default=100_000, help="newest N predictions (summary)")
-    mon.add_argument("--json", type=Path, help="also write the summary here")
+    mon.add_argument(
+        "--json", action="store_true",
+        help="print JSON: the summary, or with --model the check (as check.json)",
+    )  # fmt: skip
+    mon.add_argument(
+        "--summary-out", type=Path, metavar="PATH", help="also write the summary (JSON) here"
+    )
     mon.set_defaults(handler=cmd_monitor)
 
     ret = verbs.add_parser(
@@ -589,9 +645,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     params = verbs.add_parser("params", help="inspect params")
     params_what = params.add_subparsers(dest="what", required=True, metavar="WHAT")
-    params_what.add_parser(
+    show = params_what.add_parser(
         "show", parents=[common], help="print the validated params, overrides applied"
-    ).set_defaults(handler=cmd_params_show)
+    )
+    show.add_argument("--json", action="store_true", help="as JSON (default: YAML)")
+    show.set_defaults(handler=cmd_params_show)
+
+    completion = verbs.add_parser(
+        "completion",
+        help="print a shell completion script (bash, zsh, tcsh)",
+        description="Print the completion script for mltrail's verbs and options. Install it "
+        "once, e.g. bash: mltrail completion bash > "
+        "~/.local/share/bash-completion/completions/mltrail; zsh: mltrail completion zsh > "
+        '"${fpath[1]}/_mltrail".',
+    )
+    completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
+    completion.set_defaults(handler=cmd_completion)
     return parser
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mltrail.errors import ParamsError
 from mltrail.paths import absolute, absolute_sqlite_uri
@@ -76,6 +76,12 @@ class TextParams(_Section):
     source: DataSource
     text_column: str = "text"
     label_column: str = "label"
+    class_names: dict[str, Annotated[str, Field(min_length=1)]] | None = None
+    """Label value as found in the data -> class name, e.g. ``{"0": neg, "1": pos}`` for
+    IMDB's digits: the names reach labels.json, the models, the API's ``class_name``, the
+    reports and the monitor. Every value in the data needs a name, and no two values may
+    share one. Class indices keep the order of the values (numeric when they are integers),
+    so naming them never renumbers a class. ``null``: the values are the names."""
     encoding_errors: Literal["replace", "strict"] = "replace"
     """Bytes that are not UTF-8: ``replace`` them with U+FFFD (counted in the profile), or fail."""
     missing_labels: Literal["error", "drop"] = "error"
@@ -99,6 +105,32 @@ class TextParams(_Section):
     trained on this data when it has at least this many rows: a model retrained for shifted
     traffic is then watched against that traffic, not against the data it moved away from.
     0: always the test split."""
+
+    @field_validator("class_names", mode="before")
+    @classmethod
+    def _values_as_text(cls, value: Any) -> Any:
+        """YAML reads ``{0: neg}`` with an integer key; a label value is text either way."""
+        if isinstance(value, Mapping):
+            return {str(k): v for k, v in value.items()}
+        return value
+
+    @field_validator("class_names")
+    @classmethod
+    def _one_value_per_name(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        keys: dict[str, list[str]] = {}
+        for key, name in value.items():
+            keys.setdefault(name, []).append(key)
+        clashes = [
+            f"{', '.join(map(repr, k))} -> {name!r}" for name, k in keys.items() if len(k) > 1
+        ]
+        if clashes:
+            raise ValueError(
+                "two label values cannot share a class name (it would merge the classes): "
+                + "; ".join(clashes)
+            )
+        return value
 
 
 class Cifar10Params(_Section):

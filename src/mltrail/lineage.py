@@ -13,7 +13,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Mapping
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 from mltrail.errors import MltrailError
@@ -33,7 +33,26 @@ LIBRARIES = (
 )
 
 
+DIRTY_FILES_MAX = 50
+"""At most this many changed files are named in a manifest (``dirty_files_total`` counts all)."""
+
+
+def written_by_dvc(path: str) -> bool:
+    """Files DVC itself rewrites while ``dvc repro`` / ``dvc add`` run: ``dvc.lock`` (after
+    every stage), ``*.dvc`` (``dvc add``, e.g. feedback batches) and ``.gitignore`` (the
+    outputs it adds there). They are left out of the dirty check: the first two record hashes
+    of data and outputs, which the manifest records itself (data, params, model hashes), and a
+    ``.gitignore`` changes nothing a stage computes. Otherwise every model the pipeline trains
+    would say "dirty tree", whatever the source."""
+    name = PurePosixPath(path).name
+    return name in ("dvc.lock", ".gitignore") or name.endswith(".dvc")
+
+
 def git_state(cwd: Path | None = None) -> dict[str, Any]:
+    """The commit, whether tracked files differ from it (ignoring what DVC writes: see
+    ``written_by_dvc``), and the files that do (``dirty_files``, at most DIRTY_FILES_MAX);
+    ``None`` values outside a git repository or without git."""
+
     def git(*args: str) -> str | None:
         try:
             out = subprocess.run(
@@ -41,11 +60,38 @@ def git_state(cwd: Path | None = None) -> dict[str, Any]:
             )
         except (OSError, subprocess.SubprocessError):
             return None
-        return out.stdout.strip()
+        return out.stdout
 
     commit = git("rev-parse", "HEAD")
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": commit, "dirty": bool(status) if status is not None else None}
+    status = git("status", "--porcelain=v1", "-z", "--untracked-files=no")
+    if status is None:
+        return {"commit": commit and commit.strip(), "dirty": None, "dirty_files": None}
+    changed = [p for p in _porcelain_paths(status) if not written_by_dvc(p)]
+    state: dict[str, Any] = {
+        "commit": commit and commit.strip(),
+        "dirty": bool(changed),
+        "dirty_files": changed[:DIRTY_FILES_MAX],
+    }
+    if len(changed) > DIRTY_FILES_MAX:
+        state["dirty_files_total"] = len(changed)
+    return state
+
+
+def _porcelain_paths(status: str) -> list[str]:
+    """The paths of ``git status --porcelain=v1 -z`` (a rename names both its paths)."""
+    entries = status.split("\0")
+    paths: list[str] = []
+    i = 0
+    while i < len(entries):
+        entry = entries[i]
+        i += 1
+        if len(entry) < 4:
+            continue
+        paths.append(entry[3:])
+        if entry[0] in "RC":  # renamed or copied: the next entry is the original path
+            paths.append(entries[i])
+            i += 1
+    return sorted(set(paths))
 
 
 def params_hash(params: Mapping[str, Any]) -> str:
@@ -127,27 +173,86 @@ def read_manifest(model_dir: Path) -> dict[str, Any]:
     return manifest
 
 
+def check_files(model_dir: Path, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """Every file of the model folder the manifest hashes (the model file, and the ONNX copy
+    and the monitoring reference when it names them), with ``status`` ``matches``,
+    ``differs`` or ``missing``."""
+    model = manifest["model"]
+    entries = [("model", model)]
+    for role, entry in sorted((model.get("info") or {}).items()):
+        if isinstance(entry, Mapping) and "file" in entry and "sha256" in entry:
+            entries.append((role, entry))
+    checked = []
+    for role, entry in entries:
+        path = model_dir / str(entry["file"])
+        actual = sha256_file(path) if path.is_file() else None
+        status = (
+            "missing" if actual is None else "matches" if actual == entry["sha256"] else "differs"
+        )
+        checked.append(
+            {"role": role, "file": str(entry["file"]), "sha256": entry["sha256"],
+             "actual_sha256": actual, "status": status}
+        )  # fmt: skip
+    return checked
+
+
+def lineage(model_dir: Path, history: Path = Path("releases/history.jsonl")) -> dict[str, Any]:
+    """A model's trail, machine-readable: its manifest, the check of every file the manifest
+    hashes (``check.ok``), the state of each tracker export and its promotions."""
+    manifest = read_manifest(model_dir)
+    files = check_files(model_dir, manifest)
+    tracking = manifest["tracking"]
+    journal = tracking.get("journal")
+    exports = {
+        backend: read_state(Path(journal), backend) if journal else None
+        for backend in tracking.get("backends", {})
+    }
+    return {
+        "model_dir": str(model_dir),
+        "version": model_version(manifest),
+        "manifest": manifest,
+        "check": {"ok": all(f["status"] == "matches" for f in files), "files": files},
+        "exports": exports,
+        "promotions": _promotions(manifest, history),
+    }
+
+
 def describe(model_dir: Path, history: Path = Path("releases/history.jsonl")) -> str:
     """The chain from commit to tracker runs and promotions, as text for a person."""
-    m = read_manifest(model_dir)
+    return render(lineage(model_dir, history))
+
+
+def render(trail: Mapping[str, Any]) -> str:
+    """``lineage()`` as text for a person."""
+    m = trail["manifest"]
     git = m["git"]
     data = m["data"]
-    model_file = model_dir / m["model"]["file"]
-    intact = model_file.is_file() and sha256_file(model_file) == m["model"]["sha256"]
+    dirty = ""
+    if git.get("dirty"):
+        names = git.get("dirty_files") or []
+        total = git.get("dirty_files_total", len(names))
+        more = f" and {total - 3} more" if total > 3 else ""
+        dirty = f" (dirty tree: {', '.join(names[:3])}{more})" if names else " (dirty tree)"
     lines = [
-        f"model     {model_dir} ({m['task']}, stage {m['stage']}, {m['created_at']})",
-        f"commit    {git['commit'] or 'unknown'}{' (dirty tree)' if git['dirty'] else ''}",
+        f"model     {trail['model_dir']} ({m['task']}, stage {m['stage']}, {m['created_at']})",
+        f"commit    {git['commit'] or 'unknown'}{dirty}",
         f"params    sha256 {m['params_sha256'][:16]}  {json.dumps(m['params'], sort_keys=True)}",
         f"data      {data['path']}  content sha256 {str(data['content_sha256'])[:16]}",
-        f"model     {m['model']['file']} sha256 {m['model']['sha256'][:16]} "
-        f"({'matches the file' if intact else 'DOES NOT MATCH the file'})",
-        "metrics   " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(m["metrics"].items())),
     ]
+    for f in trail["check"]["files"]:
+        verdict = {
+            "matches": "matches the file",
+            "differs": "DOES NOT MATCH the file",
+            "missing": "the file is MISSING",
+        }[f["status"]]
+        label = "model" if f["role"] == "model" else f"  {f['role']}"
+        lines.append(f"{label:<9} {f['file']} sha256 {f['sha256'][:16]} ({verdict})")
+    lines.append("metrics   " + ", ".join(f"{k} {v:.4g}" for k, v in sorted(m["metrics"].items())))
     tracking = m["tracking"]
     if not tracking.get("backends"):
         lines.append("tracking  none")
     for backend, target in tracking.get("backends", {}).items():
-        state = read_state(Path(tracking["journal"]), backend) if tracking.get("journal") else None
+        state = trail["exports"].get(backend)
         if state is None:
             where = "export not finished yet"
         elif state["status"] == "done":
@@ -155,24 +260,20 @@ def describe(model_dir: Path, history: Path = Path("releases/history.jsonl")) ->
         else:
             where = f"export pending ({state.get('error')}); run `mltrail tracking sync`"
         lines.append(f"tracking  {backend} ({target}): {where}")
-    lines += _promotions(m, history)
-    return "\n".join(lines)
-
-
-def _promotions(manifest: dict[str, Any], history: Path) -> list[str]:
-    """Where the model went after training: its promotions (``mltrail promote`` / ``retrain``)
-    from the releases history, with the MLflow registry version and why."""
-    if not history.is_file():
-        return []
-    version = model_version(manifest)
-    lines = []
-    for line in history.read_text().splitlines():
-        record = json.loads(line)
-        if record.get("version") != version:
-            continue
+    for record in trail["promotions"]:
         registry = record.get("registry") or {}
         where = f", MLflow {registry['name']} v{registry['version']}" if registry else ""
         stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(record["time"]))
         why = record.get("reasons", {}).get("why") or ", ".join(record.get("reasons", {}))
         lines.append(f"promoted  {stamp} to {record['release']}{where} ({why})")
-    return lines
+    return "\n".join(lines)
+
+
+def _promotions(manifest: Mapping[str, Any], history: Path) -> list[dict[str, Any]]:
+    """Where the model went after training: its promotions (``mltrail promote`` / ``retrain``)
+    from the releases history, with the MLflow registry version and why."""
+    if not history.is_file():
+        return []
+    version = model_version(manifest)
+    records = (json.loads(line) for line in history.read_text().splitlines() if line.strip())
+    return [r for r in records if r.get("version") == version]

@@ -69,9 +69,17 @@ def test_the_monitor_reads_the_sqlite_store(
     _check(str(tmp_path / "telemetry.db"))
     _check(f"sqlite:///{tmp_path / 'telemetry.db'}")
     assert main(["monitor", "--store", str(tmp_path / "telemetry.db"),
-                 "--json", str(tmp_path / "s.json")]) == 0  # fmt: skip
-    assert json.loads((tmp_path / "s.json").read_text())["predictions"] == 10
-    assert '"predictions": 10' in capsys.readouterr().out
+                 "--summary-out", str(tmp_path / "s.json")]) == 0  # fmt: skip
+    written = json.loads((tmp_path / "s.json").read_text())
+    assert written == summarize(read_window(str(tmp_path / "telemetry.db")))
+    text = capsys.readouterr().out  # a summary for a person by default
+    assert text.startswith("10 predictions, 1970-01-01 00:16:40 to 1970-01-01 00:16:49 UTC\n")
+    assert "class mix   0 40.0%, 1 60.0%" in text
+    assert "feedback    3 labelled, live accuracy 0.667" in text
+    assert main(["monitor", "--store", str(tmp_path / "telemetry.db"), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == written  # --json: all of it, on stdout
+    assert main(["monitor", "--store", str(tmp_path / "telemetry.db"), "--minutes", "1"]) == 0
+    assert capsys.readouterr().out == "no predictions in the window\n"
 
 
 def test_a_missing_store_is_an_error_that_says_so(tmp_path: Path) -> None:

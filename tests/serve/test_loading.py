@@ -18,7 +18,7 @@ def test_a_served_text_model_predicts_as_the_offline_model(model_dirs: dict[str,
     offline = load_text_model(model_dirs["text"] / "model.npz")
     texts = ["a good film", "a bad film", "something else entirely"]
     assert np.allclose(served.predict_proba(texts), offline.predict_proba(texts))
-    assert served.classes == ["0", "1"]
+    assert served.classes == ["neg", "pos"]  # params.yaml's text.class_names
     profile = served.predict(["good film zzzunknownzzz"])[1][0]
     assert profile["tokens"] == 3 and profile["oov_rate"] == pytest.approx(1 / 3)
 

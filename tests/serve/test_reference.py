@@ -81,7 +81,7 @@ def test_a_text_explanation_names_the_terms_that_drove_it(model_dirs: dict[str, 
     decision = pipeline.decision_function(["a good film"])[0] - scorer.intercept[0]
     assert sum(float(t["weight"]) for t in terms) == pytest.approx(decision)
     assert (
-        json.loads((model_dirs["text"] / "explain.json").read_text())["top_terms"]["1"][0]["term"]
+        json.loads((model_dirs["text"] / "explain.json").read_text())["top_terms"]["pos"][0]["term"]
         == "good"
     )
 
@@ -118,3 +118,8 @@ def test_the_monitor_command_checks_a_model_and_exits_on_retrain(
     assert main([*args, "--store", str(tmp_path / "shift.db"), "--out", str(tmp_path / "b")]) == 3
     out = capsys.readouterr().out
     assert out.startswith("retrain:") and "oov_rate" in out
+    assert main([*args, "--store", str(tmp_path / "shift.db"), "--json"]) == 3
+    check = json.loads(capsys.readouterr().out)  # --json: the check, as check.json holds it
+    assert check["decision"] == "retrain" and check["predictions"] == 150
+    assert main([*args, "--store", str(tmp_path / "shift.db"), "--summary-out", "x.json"]) == 1
+    assert "--summary-out writes the summary of a window" in capsys.readouterr().err

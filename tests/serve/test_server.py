@@ -59,7 +59,7 @@ def test_text_predictions_match_the_offline_model(
     for p, row in zip(batch["predictions"], expected, strict=True):
         assert p["confidence"] == pytest.approx(row.max())
         assert list(p["probabilities"].values()) == pytest.approx(row.tolist())
-        assert p["class_name"] == str(p["label"]) and len(p["prediction_id"]) == 32
+        assert p["class_name"] == ["neg", "pos"][p["label"]] and len(p["prediction_id"]) == 32
     assert (
         one["predictions"][0]["label"] == labels[1]
         and one["predictions"][0]["probabilities"] is None
@@ -73,8 +73,8 @@ def test_explain_returns_the_terms_that_drove_each_text_prediction(server: Serve
                                              "explain": True}).json()  # fmt: skip
         plain = c.post("/predict/text", json={"text": "a good film"}).json()
     good, bad = body["predictions"]
-    assert good["class_name"] == "1" and good["explanation"][0]["term"] == "good"
-    assert bad["class_name"] == "0" and bad["explanation"][0]["term"] == "bad"
+    assert good["class_name"] == "pos" and good["explanation"][0]["term"] == "good"
+    assert bad["class_name"] == "neg" and bad["explanation"][0]["term"] == "bad"
     assert all(t["weight"] > 0 for t in good["explanation"][:1])
     assert plain["predictions"][0]["explanation"] is None
 
@@ -180,7 +180,7 @@ def test_metrics_count_requests_predictions_and_telemetry(server: Server) -> Non
     assert re.search(r'mltrail_requests_total\{endpoint="/predict/text",status="200"\} \d', body)
     assert re.search(r'mltrail_requests_total\{endpoint="/predict/text",status="422"\} \d', body)
     assert 'mltrail_request_seconds_bucket{endpoint="/predict/text"' in body
-    assert re.search(r'mltrail_predictions_total\{class_name="\d",model="text"\} \d', body)
+    assert re.search(r'mltrail_predictions_total\{class_name="(neg|pos)",model="text"\} \d', body)
     assert "mltrail_prediction_confidence_bucket" in body
     assert "mltrail_telemetry_queue_depth" in body
     assert 'mltrail_telemetry_exported_total{sink="sqlite"}' in body

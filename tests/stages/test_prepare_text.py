@@ -10,7 +10,7 @@ import pytest
 from mltrail.cli import main
 from mltrail.config import Params
 from mltrail.data.text import read_labelled_text
-from mltrail.errors import DataError
+from mltrail.errors import DataError, ParamsError
 from mltrail.stages import prepare_text
 from tests.builders import text_rows, write_aclimdb_archive, write_csv
 from tests.conftest import PARAMS
@@ -26,7 +26,7 @@ def _prepare(csv: Path, make_params: Make, *overrides: str) -> prepare_text.Prep
 
 def test_stratified_split_keeps_class_balance(tmp_path: Path, make_params: Make) -> None:
     csv = write_csv(tmp_path / "d.csv", text_rows(60, classes=(0, 1)) + text_rows(40, classes=(2,)))
-    prepared = _prepare(csv, make_params)
+    prepared = _prepare(csv, make_params, "text.class_names=null")
     assert len(prepared.train) == 128 and len(prepared.test) == 32
     assert prepared.test["label"].value_counts().sort_index().tolist() == [12, 12, 8]
     assert prepared.classes == ["0", "1", "2"]
@@ -39,7 +39,7 @@ def test_sample_is_seeded_and_stratified(tmp_path: Path, make_params: Make) -> N
     b = _prepare(csv, make_params, "text.sample_rows=50")
     c = _prepare(csv, make_params, "text.sample_rows=50", "text.seed=7")
     assert a.profile["rows"] == {"train": 40, "test": 10, "feedback": 0}
-    assert a.profile["train"]["class_counts"] == {"0": 20, "1": 20}
+    assert a.profile["train"]["class_counts"] == {"neg": 20, "pos": 20}  # params.yaml names 0/1
     assert a.profile["content_sha256"] == b.profile["content_sha256"]
     assert a.profile["content_sha256"] != c.profile["content_sha256"]
 
@@ -47,7 +47,7 @@ def test_sample_is_seeded_and_stratified(tmp_path: Path, make_params: Make) -> N
 def test_string_labels_work_unchanged(tmp_path: Path, make_params: Make) -> None:
     groups = ["rec.autos", "sci.space", "alt.atheism"]
     csv = write_csv(tmp_path / "news.csv", text_rows(10, classes=groups))
-    prepared = _prepare(csv, make_params)
+    prepared = _prepare(csv, make_params, "text.class_names=null")
     assert prepared.classes == sorted(groups)
     assert prepared.profile["train"]["class_counts"] == dict.fromkeys(sorted(groups), 8)
 
@@ -61,13 +61,13 @@ def test_sample_larger_than_data_is_an_error(tmp_path: Path, make_params: Make) 
 def test_single_class_is_an_error(tmp_path: Path, make_params: Make) -> None:
     csv = write_csv(tmp_path / "d.csv", text_rows(10, classes=("pos",)))
     with pytest.raises(DataError, match=r"single class \(pos\)"):
-        _prepare(csv, make_params)
+        _prepare(csv, make_params, "text.class_names=null")
 
 
 def test_class_with_one_row_is_named(tmp_path: Path, make_params: Make) -> None:
     csv = write_csv(tmp_path / "d.csv", [*text_rows(10), ("lonely text", "rare")])
     with pytest.raises(DataError, match=r"'rare' \(1 row\)"):
-        _prepare(csv, make_params)
+        _prepare(csv, make_params, "text.class_names=null")
 
 
 def test_profile_describes_lengths_and_cleaning(tmp_path: Path, make_params: Make) -> None:
@@ -90,7 +90,7 @@ def test_run_writes_every_output(tmp_path: Path, make_params: Make) -> None:
     ]  # fmt: skip
     train = pd.read_parquet(out / "train.parquet")
     assert list(train.columns) == ["text", "label"] and len(train) == 40
-    assert json.loads((out / "labels.json").read_text()) == {"classes": ["0", "1"]}
+    assert json.loads((out / "labels.json").read_text()) == {"classes": ["neg", "pos"]}
     profile = json.loads((out / "profile.json").read_text())
     assert profile["source"]["file"] == "d.csv" and profile["source"]["verified"] is False
     # Where the file lies is no part of what the data is (equal bytes in every clone).
@@ -132,7 +132,7 @@ def test_aclimdb_archive_through_the_cli(
     assert code == 0
     profile = json.loads((out / "profile.json").read_text())
     assert profile["rows"] == {"train": 32, "test": 8, "feedback": 0}
-    assert profile["train"]["class_counts"] == {"0": 16, "1": 16}
+    assert profile["train"]["class_counts"] == {"neg": 16, "pos": 16}  # the folders' names
 
 
 def test_cli_reports_bad_input_without_traceback(
@@ -160,3 +160,45 @@ def test_cli_rejects_an_unknown_param(
     ])  # fmt: skip
     assert code == 1
     assert "text.colour: unknown key" in capsys.readouterr().err
+
+
+def test_numeric_labels_take_their_names_from_class_names(
+    tmp_path: Path, make_params: Make
+) -> None:
+    csv = write_csv(tmp_path / "d.csv", text_rows(20))  # labels 0 and 1, as IMDB's
+    named = _prepare(csv, make_params)  # params.yaml: {"0": neg, "1": pos}
+    plain = _prepare(csv, make_params, "text.class_names=null")
+    assert named.classes == ["neg", "pos"] and plain.classes == ["0", "1"]
+    assert named.train.equals(plain.train) and named.test.equals(plain.test)  # same indices
+    assert named.profile["train"]["class_counts"] == {"neg": 16, "pos": 16}
+
+
+def test_class_indices_follow_the_values_not_the_names(tmp_path: Path, make_params: Make) -> None:
+    """The values' order (numeric for integers: 2 before 10) numbers the classes, so a name
+    never renumbers one, and the order is the same on every run."""
+    csv = write_csv(tmp_path / "d.csv", text_rows(10, classes=(10, 2)))
+    prepared = _prepare(csv, make_params, "text.class_names={10: alpha, 2: zulu}")
+    assert prepared.classes == ["zulu", "alpha"]
+    first = prepared.train["text"].str.contains("class 2:")
+    assert set(prepared.train["label"][first]) == {0}
+
+
+def test_a_value_without_a_name_is_an_error_that_names_it(
+    tmp_path: Path, make_params: Make
+) -> None:
+    csv = write_csv(tmp_path / "d.csv", text_rows(10, classes=(0, 1, 2)))
+    with pytest.raises(DataError, match=r"label value '2' is in the data but not in text.class_"):
+        _prepare(csv, make_params)
+    csv = write_csv(tmp_path / "s.csv", text_rows(10, classes=("bad", "good")))
+    with pytest.raises(DataError, match=r"values 'bad', 'good' are in the data .* names '0', '1'"):
+        _prepare(csv, make_params)
+    groups = [f"group.{i:02d}" for i in range(12)]  # labels that are names already
+    csv = write_csv(tmp_path / "g.csv", text_rows(5, classes=groups))
+    with pytest.raises(DataError, match=r"'group.09' \(and 2 more\).*\n.*class_names=null"):
+        _prepare(csv, make_params)
+
+
+def test_two_values_cannot_share_a_name(make_params: Make) -> None:
+    with pytest.raises(ParamsError, match=r"cannot share a class name .*'0', '1' -> 'same'"):
+        make_params("text.class_names={0: same, 1: same}")
+    assert make_params("text.class_names={0: a, 1: b}").text.class_names == {"0": "a", "1": "b"}

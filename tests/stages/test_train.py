@@ -59,7 +59,7 @@ def test_text_outputs_and_manifest(workdir: Path, text_data: Path, make_params: 
         "file": "reference.npz", "sha256": sha256_file(out / "reference.npz"), "source": "test",
     }  # fmt: skip
     top = json.loads((out / "explain.json").read_text())["top_terms"]
-    assert set(top) == {"0", "1"} and top["1"][0]["weight"] > 0
+    assert set(top) == {"neg", "pos"} and top["pos"][0]["weight"] > 0
     on_disk = json.loads((out / "manifest.json").read_text())
     assert on_disk == manifest
     assert manifest["model"]["sha256"] == sha256_file(out / "model.npz")
@@ -87,7 +87,7 @@ def test_lineage_prints_the_chain(
     assert state is not None and f"run {state['run_id']}" in text
     assert "matches the file" in text and manifest["model"]["sha256"][:16] in text
     (out / "model.npz").write_bytes(b"tampered")
-    main(["lineage", str(out)])
+    assert main(["lineage", str(out)]) == 2
     assert "DOES NOT MATCH" in capsys.readouterr().out
 
 

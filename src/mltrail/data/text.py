@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import zlib
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,7 +31,8 @@ _HTML_TAG = re.compile(
 _SPACE = re.compile(r"\s+")
 _ACLIMDB_MEMBER = re.compile(r"(?:^|/)aclImdb/(train|test)/(neg|pos)/(\d+)_(\d+)\.txt$")
 ACLIMDB_LABELS = {"neg": 0, "pos": 1}
-"""aclImdb folder -> label, the same coding as the IMDB CSV (0 negative, 1 positive)."""
+"""aclImdb folder -> label, the same coding as the IMDB CSV (0 negative, 1 positive); params.yaml's
+``text.class_names`` names them back ``neg`` and ``pos``, whichever of the two was read."""
 
 
 def read_labelled_text(
@@ -186,6 +188,28 @@ def label_classes(labels: pd.Series) -> list[str]:
     if all(re.fullmatch(r"-?\d+", v) for v in values):
         return sorted(values, key=int)
     return values
+
+
+def name_classes(values: list[str], names: Mapping[str, str] | None) -> list[str]:
+    """The class names of the label ``values`` (as ``label_classes`` orders them), from
+    ``text.class_names``; the values themselves without it. The order is the values', never
+    the names': naming the classes does not renumber them."""
+    if names is None:
+        return list(values)
+    missing = [v for v in values if v not in names]
+    if missing:
+        shown = ", ".join(map(repr, missing[:10])) + (
+            f" (and {len(missing) - 10} more)" if len(missing) > 10 else ""
+        )
+        raise DataError(
+            f"label value{'s' if len(missing) > 1 else ''} {shown} "
+            f"{'are' if len(missing) > 1 else 'is'} in the data but not in text.class_names "
+            f"(which names {', '.join(map(repr, names))})",
+            hint="set text.class_names=null to use the data's labels as class names"
+            if len(missing) == len(values)
+            else "add a name for each value to text.class_names, or set it to null",
+        )
+    return [names[v] for v in values]
 
 
 def encode_labels(labels: pd.Series, classes: list[str]) -> NDArray[np.int64]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections import Counter
 from typing import Any
 
@@ -50,3 +51,41 @@ def summarize(window: Window) -> dict[str, Any]:
             "accuracy": correct / len(labelled) if labelled else None,
         },
     }
+
+
+def render_summary(summary: dict[str, Any]) -> str:
+    """``summarize()`` as a few lines for a person (``mltrail monitor --json`` prints it all)."""
+    n = summary["predictions"]
+    if n == 0:
+        return "no predictions in the window"
+
+    def stamp(t: float) -> str:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+
+    def counts(items: dict[str, int]) -> str:
+        return ", ".join(f"{k} {v}" for k, v in sorted(items.items(), key=lambda kv: -kv[1]))
+
+    def ms(values: dict[str, float]) -> str:
+        return ", ".join(f"{k} {v:.2f} ms" for k, v in values.items())
+
+    conf = summary["confidence"]
+    feedback = summary["feedback"]
+    accuracy = feedback["accuracy"]
+    lines = [
+        f"{n} predictions, {stamp(summary['from'])} to {stamp(summary['to'])} UTC",
+        f"endpoints   {counts(summary['endpoints'])}",
+        f"models      {counts(summary['model_versions'])}",
+        "class mix   " + ", ".join(f"{c} {s:.1%}" for c, s in summary["class_mix"].items()),
+        f"confidence  mean {conf['mean']:.3f}, "
+        + ", ".join(f"{k} {v:.3f}" for k, v in conf.items() if k != "mean"),
+        f"latency     {ms(summary['inference_ms'])} (model time)",
+    ]
+    if summary["inputs"]:
+        lines.append(
+            "inputs      " + ", ".join(f"{k} {v:.4g}" for k, v in summary["inputs"].items())
+        )
+    lines.append(
+        f"feedback    {feedback['labelled']} labelled"
+        + (f", live accuracy {accuracy:.3f}" if accuracy is not None else "")
+    )
+    return "\n".join(lines)

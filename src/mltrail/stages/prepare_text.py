@@ -1,7 +1,8 @@
 """Stage ``prepare_data_text``: a labelled text file -> cleaned, sampled, stratified split.
 
 Outputs (one folder, written atomically): ``train.parquet`` and ``test.parquet`` (columns
-``text`` and ``label``, the class index), ``labels.json`` (index -> class name) and
+``text`` and ``label``, the class index), ``labels.json`` (index -> class name, from
+``text.class_names`` when the data's labels are codes such as IMDB's 0/1) and
 ``profile.json`` (rows, class balance, text lengths, content hash, the feedback batches
 added: see ``mltrail.data.feedback``).
 """
@@ -26,6 +27,7 @@ from mltrail.data.text import (
     clean_frame,
     encode_labels,
     label_classes,
+    name_classes,
     read_labelled_text,
 )
 from mltrail.errors import MltrailError
@@ -55,8 +57,12 @@ def prepare_text(
         drop_duplicates=params.drop_duplicates,
         missing_labels=params.missing_labels,
     )
-    classes = label_classes(cleaned[LABEL])
-    y = encode_labels(cleaned[LABEL], classes)
+    values = label_classes(cleaned[LABEL])
+    y = encode_labels(cleaned[LABEL], values)
+    classes = name_classes(values, params.class_names)
+    unused = sorted(set(params.class_names or {}) - set(values))
+    if unused:
+        log.warning("text.class_names names values the data does not have: %s", unused)
     keep = stratified_subset(y, params.sample_rows, params.seed, "text.sample_rows", classes)
     texts, y = cleaned[TEXT].to_numpy()[keep], y[keep]
     train_idx, test_idx = stratified_split(y, params.test_fraction, params.seed, classes)
