@@ -77,7 +77,7 @@ def data_fingerprint(params: Params, bench: BenchParams) -> str:
     return _digest({
         "sizes": [bench.text_rows, bench.cifar10_train_size, bench.cifar10_test_size],
         "text": params.text.model_dump(mode="json"),
-        "cifar10": params.cifar10.model_dump(mode="json"),
+        "cifar10": params.cifar10.model_dump(mode="json") if params.cifar10 else None,
     })  # fmt: skip
 
 
