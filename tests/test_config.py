@@ -77,9 +77,19 @@ def test_override_through_a_value_is_refused() -> None:
 
 def test_missing_section_is_named(tmp_path: Path) -> None:
     path = tmp_path / "params.yaml"
-    path.write_text("text:\n  source: {url: http://x/y.csv}\n")
-    with pytest.raises(ParamsError, match="cifar10: required key is missing"):
+    path.write_text("cifar10:\n  source: {url: http://x/y.tar.gz}\n")
+    with pytest.raises(ParamsError, match="text: required key is missing"):
         load_params(path)
+
+
+def test_cifar10_section_is_optional_until_used(tmp_path: Path) -> None:
+    """A text-only project (mltrail init) has no cifar10 section; asking for it says so."""
+    path = tmp_path / "params.yaml"
+    path.write_text("text:\n  source: {url: http://x/y.csv}\n")
+    params = load_params(path)
+    assert params.cifar10 is None and params.dataset("text") is params.text
+    with pytest.raises(ParamsError, match="no cifar10 section"):
+        params.cifar10_section()
 
 
 def test_missing_or_unreadable_params_file(tmp_path: Path) -> None:

@@ -354,6 +354,22 @@ def _complete_paths(parser: argparse.ArgumentParser, files: Any) -> None:
             action.complete = files  # type: ignore[attr-defined]
 
 
+def cmd_init(args: argparse.Namespace) -> int:
+    from mltrail.project import init_project
+
+    made = init_project(args.dir, args.text_csv, args.text_column, args.label_column,
+                        args.tracker, args.force)  # fmt: skip
+    classes = made.summary.classes
+    shown = ", ".join(classes[:10]) + (", ..." if len(classes) > 10 else "")
+    print(f"made {made.path}: {made.summary.rows} rows of {made.data_file} (DVC-tracked), "
+          f"{len(classes)} classes ({shown})")  # fmt: skip
+    if not made.committed:
+        print("git did not commit (set git's user.name and user.email); the files are staged: "
+              "git commit -m 'mltrail init'")  # fmt: skip
+    print(f"next: cd {args.dir} && dvc repro   (then see its README.md: lineage, serve, monitor)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mltrail",
@@ -661,6 +677,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     completion.add_argument("shell", choices=["bash", "zsh", "tcsh"])
     completion.set_defaults(handler=cmd_completion)
+    init = verbs.add_parser(
+        "init",
+        help="start a project of your own: a DVC pipeline that trains on your labelled CSV",
+        description="Make DIR a git + DVC project (params.yaml, dvc.yaml, a local DVC remote, "
+        ".gitignore, README.md) whose `dvc repro` trains a text classifier on a copy of your "
+        "CSV, versioned by DVC; then serve, monitor and retrain it with mltrail as here. The "
+        "CSV is checked first, and a failed init leaves nothing behind.",
+    )
+    init.add_argument("dir", type=Path, help="the project folder (new, or empty)")
+    init.add_argument("--text-csv", type=Path, required=True, help="labelled CSV with a header")
+    init.add_argument("--text-column", required=True, help="the column holding the texts")
+    init.add_argument("--label-column", required=True, help="the column holding the classes")
+    init.add_argument(
+        "--tracker",
+        choices=["none", "mlflow", "wandb", "mlflow,wandb"],
+        default="mlflow",
+        help="where the training stage tracks its runs (default: %(default)s, in mlflow.db)",
+    )
+    init.add_argument(
+        "--force",
+        action="store_true",
+        help="re-make DIR if mltrail init made it and it has not run",
+    )
+    init.set_defaults(handler=cmd_init)
     return parser
 
 

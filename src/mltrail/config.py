@@ -281,7 +281,8 @@ class Params(_Section):
 
     data: DataParams = DataParams()
     text: TextParams
-    cifar10: Cifar10Params
+    cifar10: Cifar10Params | None = None
+    """Optional: a project made by ``mltrail init`` classifies text only and has none."""
     train_text: TrainTextParams = TrainTextParams()
     train_cifar10: TrainCifar10Params = TrainCifar10Params()
     tracking: TrackingParams = TrackingParams()
@@ -289,6 +290,22 @@ class Params(_Section):
     bench: BenchParams = BenchParams()
     monitor: MonitorParams = MonitorParams()
     retrain: RetrainParams = RetrainParams()
+
+    def dataset(self, task: Literal["text", "cifar10"]) -> TextParams | Cifar10Params:
+        """The data section of ``task``, or an error saying that params.yaml has none."""
+        section = self.text if task == "text" else self.cifar10
+        if section is None:
+            raise ParamsError(
+                f"params.yaml has no {task} section",
+                hint=f"add a {task} section (see the mltrail repository's params.yaml); a "
+                "project made by `mltrail init` classifies text only",
+            )
+        return section
+
+    def cifar10_section(self) -> Cifar10Params:
+        section = self.dataset("cifar10")
+        assert isinstance(section, Cifar10Params)
+        return section
 
 
 def parse_override(item: str) -> tuple[list[str], Any]:
@@ -393,8 +410,10 @@ def resolve_params(params: Params, base: Path | None = None) -> Params:
         "data": params.data.model_copy(update={"mirror": path(mirror)}),
         "text": text.model_copy(update={"source": _absolute_source(text.source, base),
                                         "feedback_dir": path(text.feedback_dir)}),
-        "cifar10": cifar.model_copy(update={"source": _absolute_source(cifar.source, base),
-                                            "feedback_dir": path(cifar.feedback_dir)}),
+        "cifar10": cifar and cifar.model_copy(update={
+            "source": _absolute_source(cifar.source, base),
+            "feedback_dir": path(cifar.feedback_dir),
+        }),
         "tracking": tracking.model_copy(update={
             "mlflow_uri": absolute_sqlite_uri(tracking.mlflow_uri, base),
             "wandb_dir": path(tracking.wandb_dir),

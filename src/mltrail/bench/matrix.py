@@ -79,7 +79,7 @@ def data_fingerprint(params: Params, bench: BenchParams) -> str:
     return _digest({
         "sizes": [bench.text_rows, bench.cifar10_train_size, bench.cifar10_test_size],
         "text": params.text.model_dump(mode="json"),
-        "cifar10": params.cifar10.model_dump(mode="json"),
+        "cifar10": params.cifar10.model_dump(mode="json") if params.cifar10 else None,
     })  # fmt: skip
 
 
@@ -114,7 +114,7 @@ class Matrix:
         # stay out: the benchmark measures tracking on the dataset, the same on every clone.
         self.params = params.model_copy(update={
             "text": params.text.model_copy(update={"feedback_dir": None}),
-            "cifar10": params.cifar10.model_copy(update={"feedback_dir": None}),
+            "cifar10": params.cifar10 and params.cifar10.model_copy(update={"feedback_dir": None}),
         })  # fmt: skip
         self.bench = bench
         self.work = work.resolve()

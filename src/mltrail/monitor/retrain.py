@@ -207,7 +207,7 @@ def retrain_once(
                 "to POST /feedback",
             )
         stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime()) + f"-{record.id[:6]}"
-        folder = Path(getattr(params, task).feedback_dir or f"data/feedback/{task}")
+        folder = Path(params.dataset(task).feedback_dir or f"data/feedback/{task}")
         shift = _shift_started(out_dir / task, model.version)
         batch = feedback.write_batch(
             folder, task, stamp, [r.prediction_id for r in rows], [r.input for r in rows],

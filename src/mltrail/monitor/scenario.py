@@ -94,9 +94,10 @@ def _pool(project: Path, params: Any) -> tuple[NDArray[np.uint8], NDArray[np.int
     from mltrail.data.split import stratified_subset
     from mltrail.stages.common import fetch_source
 
-    source = fetch_source(params, params.cifar10.source, project / "data/raw", progress=False)
+    cifar = params.cifar10_section()
+    source = fetch_source(params, cifar.source, project / "data/raw", progress=False)
     arrays = read_cifar10_archive(source.path)
-    used = stratified_subset(arrays.y_test, params.cifar10.test_size, params.cifar10.seed,
+    used = stratified_subset(arrays.y_test, cifar.test_size, cifar.seed,
                              "cifar10.test_size", arrays.classes)  # fmt: skip
     free = np.setdiff1d(np.arange(len(arrays.y_test)), used)
     order = np.random.default_rng(7).permutation(free)

@@ -92,7 +92,7 @@ def write_prepared_cifar10(
 def run(
     params: Params, out_dir: Path, download_dir: Path, progress: bool = True
 ) -> PreparedCifar10:
-    cifar = params.cifar10
+    cifar = params.cifar10_section()
     source = fetch_source(params, cifar.source, download_dir, progress)
     folder = Path(cifar.feedback_dir) if cifar.feedback_dir else None
     batches = feedback.batch_files(folder, "cifar10")
