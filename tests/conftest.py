@@ -2,6 +2,8 @@ from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -47,6 +49,26 @@ def set_params(project: Path, **sections: dict[str, object]) -> None:
     from mltrail.monitor import scenario
 
     scenario.set_params(project, sections)
+
+
+def wait_until_ready(
+    url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90
+) -> None:
+    """Wait for ``url``/ready to answer 200; fail with the server's log if it exits or times out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"the server exited ({proc.returncode}):\n{log.read_text()}")
+        try:
+            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"the server did not become ready:\n{log.read_text()}")
+        time.sleep(0.2)
 
 
 def free_port() -> int:

@@ -21,7 +21,7 @@ import pytest
 from mltrail.config import load_params
 from mltrail.errors import DataError, MltrailError
 from mltrail.fsio import sha256_file
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO, free_port, wait_until_ready
 
 BIN = Path(sys.executable).parent
 CLASSES = ("good", "bad", "meh")
@@ -137,16 +137,7 @@ def test_serve_and_monitor_work_in_the_project(project: Path) -> None:
     )  # fmt: skip
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 90
-        while True:
-            assert server.poll() is None, log.read_text()
-            try:
-                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.2)
+        wait_until_ready(url, server, log)
         texts = [f"{' '.join(random.Random(i).sample(FILLER, 5))} {WORDS[c][i % 8]} "
                  f"{WORDS[c][(i + 3) % 8]}" for i in range(40) for c in CLASSES]  # fmt: skip
         with httpx.Client(base_url=url, headers={"Authorization": "Bearer k"}) as client:
