@@ -1,52 +1,23 @@
-"""The monitor reads the telemetry the server wrote, from SQLite and from PostgreSQL alike."""
+"""The monitor summarizes the telemetry the server wrote, from SQLite and from PostgreSQL alike
+(``mltrail monitor`` without a model)."""
 
 from __future__ import annotations
 
 import json
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from mltrail.cli import main
-from mltrail.errors import MltrailError
-from mltrail.monitor.store import read_window
 from mltrail.monitor.summary import summarize
-from mltrail.serve.settings import TelemetrySettings
-from mltrail.serve.telemetry import Feedback, PostgresSink, Prediction, SqliteSink, Telemetry
+from mltrail.telemetry import open_store, read_window
+from tests.telemetry.helpers import window_records
 
 
-def _records() -> list[Prediction | Feedback]:
-    records: list[Prediction | Feedback] = []
-    for i in range(10):  # 10 predictions, 1 s apart: 6 of class "1", latency i ms
-        label = 1 if i < 6 else 0
-        records.append(
-            Prediction(
-                f"p{i}",
-                1000.0 + i,
-                "/predict/text",
-                "m@1",
-                label,
-                str(label),
-                0.5 + i / 20,
-                float(i),
-                {"chars": 10.0 * i, "oov_rate": 0.1},
-            )
-        )
-    records += [
-        Feedback("p0", 2000.0, 1),
-        Feedback("p1", 2000.0, 0),
-        Feedback("p1", 2001.0, 1),
-        Feedback("p7", 2000.0, 1),
-    ]  # p1 corrected to 1: the latest label counts
-    return records  # fmt: skip
-
-
-def _write(sink: SqliteSink | PostgresSink, tmp_path: Path) -> None:
-    telemetry = Telemetry(TelemetrySettings(spill_dir=str(tmp_path / "spill")), [sink])
-    telemetry.start()
-    for record in _records():
-        telemetry.submit(record)
-    telemetry.close()
+def _write(uri: str) -> None:
+    with closing(open_store(uri)) as store:
+        store.write(window_records())
 
 
 def _check(store: str) -> None:
@@ -62,31 +33,42 @@ def _check(store: str) -> None:
     assert recent["predictions"] == 3 and recent["from"] == 1007.0
 
 
-def test_the_monitor_reads_the_sqlite_store(
+def test_the_monitor_summarizes_the_sqlite_store(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    _write(SqliteSink(tmp_path / "telemetry.db"), tmp_path)
-    _check(str(tmp_path / "telemetry.db"))
-    _check(f"sqlite:///{tmp_path / 'telemetry.db'}")
-    assert main(["monitor", "--store", str(tmp_path / "telemetry.db"),
-                 "--summary-out", str(tmp_path / "s.json")]) == 0  # fmt: skip
+    db = str(tmp_path / "telemetry.db")
+    _write(db)
+    _check(db)
+    _check(f"sqlite:///{db}")
+    assert main(["monitor", "--store", db, "--summary-out", str(tmp_path / "s.json")]) == 0
     written = json.loads((tmp_path / "s.json").read_text())
-    assert written == summarize(read_window(str(tmp_path / "telemetry.db")))
+    assert written == summarize(read_window(db))
     text = capsys.readouterr().out  # a summary for a person by default
     assert text.startswith("10 predictions, 1970-01-01 00:16:40 to 1970-01-01 00:16:49 UTC\n")
     assert "class mix   0 40.0%, 1 60.0%" in text
     assert "feedback    3 labelled, live accuracy 0.667" in text
-    assert main(["monitor", "--store", str(tmp_path / "telemetry.db"), "--json"]) == 0
+    assert main(["monitor", "--store", db, "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == written  # --json: all of it, on stdout
-    assert main(["monitor", "--store", str(tmp_path / "telemetry.db"), "--minutes", "1"]) == 0
+    assert main(["monitor", "--store", db, "--minutes", "1"]) == 0
     assert capsys.readouterr().out == "no predictions in the window\n"
 
 
-def test_a_missing_store_is_an_error_that_says_so(tmp_path: Path) -> None:
-    with pytest.raises(MltrailError, match="no telemetry store at"):
-        read_window(str(tmp_path / "nothing.db"))
+def test_the_monitor_reads_the_default_store(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """No --store: $MLTRAIL_TELEMETRY_DSN, else telemetry.db where the command runs."""
+    from mltrail.telemetry import DEFAULT_STORE, STORE_ENV
+
+    monkeypatch.delenv(STORE_ENV, raising=False)
+    monkeypatch.chdir(tmp_path)
+    _write(str(tmp_path / DEFAULT_STORE))
+    assert main(["monitor", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["predictions"] == 10
+    monkeypatch.setenv(STORE_ENV, str(tmp_path / "nothing.db"))
+    assert main(["monitor"]) != 0
+    assert "no telemetry store at" in capsys.readouterr().err
 
 
-def test_the_monitor_reads_the_shared_postgres_store(tmp_path: Path, postgres_dsn: str) -> None:
-    _write(PostgresSink(postgres_dsn), tmp_path)
+def test_the_monitor_summarizes_the_shared_postgres_store(postgres_dsn: str) -> None:
+    _write(postgres_dsn)
     _check(postgres_dsn)
