@@ -55,7 +55,7 @@ from mltrail.config import LatencySlo, MonitorParams, Params, load_params
 from mltrail.monitor.features import Predict
 from mltrail.monitor.policy import check_window
 from mltrail.monitor.reference import Reference, load_reference
-from mltrail.monitor.store import Window
+from mltrail.telemetry import Prediction, Window
 
 RESULTS = Path(__file__).resolve().parent / "results"
 MODEL_VERSION = "drift-bench"
@@ -90,7 +90,8 @@ def stamp(records: Sequence[Record], tag: str, t0: float) -> list[Record]:
 
 def drift_level(reference: Reference, params: MonitorParams, predictions: list[Record]) -> Any:
     """(drift decision or None, names of the drifted tests) for one window."""
-    check = check_window(Window(predictions), reference, params, MODEL_VERSION)
+    window = Window([Prediction(**p) for p in predictions])
+    check = check_window(window, reference, params, MODEL_VERSION)
     level = next((r.level for r in check.reasons if r.check == "drift"), None)
     return level, [t.name for t in check.drifted]
 

@@ -5,7 +5,7 @@ into PostgreSQL, with batching on and off.
   ``--clients`` training processes at a time (``mltrail train text`` on a 2,000-row IMDB
   sample, each waiting for its export) until ``--runs`` runs are complete in the server.
   Rate = complete runs / minutes from the first start to the last completion.
-- Telemetry: the server's telemetry writer (``mltrail.serve.telemetry``) into a fresh
+- Telemetry: the server's telemetry writer (``mltrail.telemetry``) into a fresh
   PostgreSQL database, ``--rows`` prediction records, batched (``batch_size`` 1000, one
   statement per batch) and unbatched (``batch_size`` 1, one transaction per record).
 
@@ -115,13 +115,12 @@ def runs_per_minute(work: Path, data: Path, runs: int, clients: int) -> dict[str
 def telemetry_rows_per_second(work: Path, rows: int, batch_size: int) -> dict[str, Any]:
     import psycopg
 
-    from mltrail.serve.settings import TelemetrySettings
-    from mltrail.serve.telemetry import PostgresSink, Prediction, Telemetry
+    from mltrail.telemetry import Prediction, Telemetry, TelemetrySettings, open_store
 
     db = fresh_database("mltrail_bench_telemetry")
     dsn = f"postgresql://postgres@127.0.0.1:5432/{db}"
     try:
-        sink = PostgresSink(dsn)
+        sink = open_store(dsn)
         sink.write([])  # schema first: not part of the measurement
         settings = TelemetrySettings(
             batch_size=batch_size, queue_size=rows + 1, spill_dir=str(work / "spill"),

@@ -24,6 +24,7 @@ MODULE_EXTRAS = {
     "serve": {"serve"},
     "models/cnn": {"torch"},
     "tracking/mlflow_backend": {"mlflow"},
+    "telemetry/stores/postgres": {"serve"},  # imported only by its builder, for postgresql://
 }
 
 

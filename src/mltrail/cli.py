@@ -197,14 +197,13 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     import os
 
     from mltrail.deploy import Release, Target, deploy
+    from mltrail.telemetry import STORE_ENV
 
     target = Target(
         host=args.host, user=args.user, key=args.key, known_hosts=args.known_hosts,
         port=args.ssh_port, root=args.root,
     )  # fmt: skip
-    env = {
-        k: os.environ[k] for k in ("MLTRAIL_API_KEY", "MLTRAIL_TELEMETRY_DSN") if k in os.environ
-    }
+    env = {k: os.environ[k] for k in ("MLTRAIL_API_KEY", STORE_ENV) if k in os.environ}
     release = Release(
         tag=args.tag, runtime=args.runtime, text_model=args.text_model,
         image_model=args.image_model, image=args.image, python=args.python, env=env,
@@ -218,14 +217,10 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def _telemetry_store(args: argparse.Namespace) -> str:
-    """--store, else $MLTRAIL_TELEMETRY_DSN, else telemetry.db here (all absolute by now)."""
-    import os
+    """--store, else the default store (all absolute by now; see mltrail.telemetry)."""
+    from mltrail.telemetry import default_store
 
-    from mltrail.paths import absolute_store
-
-    return str(
-        args.store or os.environ.get("MLTRAIL_TELEMETRY_DSN") or absolute_store("telemetry.db")
-    )
+    return str(args.store or default_store())
 
 
 def cmd_monitor(args: argparse.Namespace) -> int:
@@ -233,8 +228,8 @@ def cmd_monitor(args: argparse.Namespace) -> int:
     import time
 
     from mltrail.fsio import write_json
-    from mltrail.monitor.store import read_window
     from mltrail.monitor.summary import render_summary, summarize
+    from mltrail.telemetry import read_window
 
     store = _telemetry_store(args)
     if args.model is None:  # no model to test against: the summary of the window

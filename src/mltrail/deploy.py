@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Literal
 
 from mltrail.errors import MltrailError
+from mltrail.telemetry import DEFAULT_STORE
 
 
 class DeployError(MltrailError):
@@ -157,7 +158,7 @@ def _start_process(
         if local is not None:
             target.upload(local, f"{folder}/models/{kind}")
             args += [f"--{kind}-model", f"{folder}/models/{kind}"]
-    settings = (f"telemetry: {{sqlite_path: {folder}/telemetry.db, "
+    settings = (f"telemetry: {{sqlite_path: {folder}/{DEFAULT_STORE}, "
                 f"spill_dir: {folder}/telemetry-spill}}\n")  # fmt: skip
     exports = " ".join(f"{k}={q(v)}" for k, v in env.items())
     # Only the server goes to the background, its output to a file: a background job still

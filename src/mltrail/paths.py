@@ -11,7 +11,8 @@ edge, before any subprocess, DVC stage or ``chdir``:
   which the ``mltrail`` command calls first and whose result its children inherit;
 - params (data mirror, sources, feedback, download and journal folders, SQLite URIs,
   releases) by :func:`mltrail.config.resolve_params`, called by ``load_params``;
-- server settings (model folders, telemetry paths) by ``mltrail.serve.settings``.
+- server settings (model folders, telemetry paths) by ``mltrail.serve.settings``; the default
+  telemetry store by ``mltrail.telemetry.default_store``.
 
 URIs that are not local paths (``runs:/``, ``models:/``, ``http://``, ``postgresql://``) are
 left as they are.
@@ -34,7 +35,9 @@ PATH_ENV = (
 SOURCE_ENV = ("MLTRAIL_TEXT_MODEL", "MLTRAIL_IMAGE_MODEL")
 """Environment variables that hold a model source: a folder, or an MLflow URI."""
 
-STORE_ENV = ("MLTRAIL_TELEMETRY_DSN",)
+TELEMETRY_STORE_ENV = "MLTRAIL_TELEMETRY_DSN"
+"""The telemetry store (``mltrail.telemetry.STORE_ENV``; read by ``telemetry.default_store``)."""
+STORE_ENV = (TELEMETRY_STORE_ENV,)
 """Environment variables that hold a store: a SQLite path or URI, or a PostgreSQL DSN."""
 
 SQLITE = "sqlite:///"

@@ -12,8 +12,6 @@ import pytest
 
 from mltrail.data import feedback
 from mltrail.errors import MltrailError
-from mltrail.monitor.store import read_labelled
-from mltrail.serve.telemetry import Capture, Feedback, Prediction, SqliteSink
 
 
 def test_a_text_batch_is_split_by_id_and_read_back(tmp_path: Path) -> None:
@@ -66,38 +64,6 @@ def test_prepare_adds_feedback_to_the_training_split_only() -> None:
     assert added.profile["content_sha256"] != base.profile["content_sha256"]
     with pytest.raises(MltrailError, match="not class indices"):
         prepare_text(raw, params, pd.DataFrame({"text": ["x"], "label": [7]}))
-
-
-@pytest.mark.parametrize("backend", ["sqlite", "postgres"])
-def test_labelled_inputs_are_read_with_their_latest_label(
-    backend: str, tmp_path: Path, request: pytest.FixtureRequest
-) -> None:
-    from mltrail.serve.telemetry import PostgresSink
-
-    if backend == "sqlite":
-        store = str(tmp_path / "t.db")
-        sink: SqliteSink | PostgresSink = SqliteSink(Path(store))
-    else:
-        store = request.getfixturevalue("postgres_dsn")
-        sink = PostgresSink(store)
-    records = [
-        Prediction(f"p{i}", 100.0 + i, "/predict/text", "m@1", 0, "0", 0.9, 1.0, {})
-        for i in range(4)
-    ]
-    sink.write([
-        *records,
-        Capture("p0", 100.0, "first"), Capture("p1", 101.0, "second"),
-        Capture("p3", 103.0, "no label"),
-        Feedback("p0", 200.0, 1), Feedback("p0", 201.0, 0), Feedback("p1", 200.0, 1),
-        Feedback("p2", 200.0, 1),  # labelled, but its input was not captured
-    ])  # fmt: skip
-    sink.close()
-    found = read_labelled(store, "/predict/text")
-    assert [(r.prediction_id, r.input, r.label) for r in found] == [
-        ("p0", "first", 0), ("p1", "second", 1),
-    ]  # fmt: skip
-    assert [r.prediction_id for r in read_labelled(store, "/predict/text", after=100.5)] == ["p1"]
-    assert read_labelled(store, "/predict/image") == []
 
 
 def test_recent_rows_are_marked_and_read_alone(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from mltrail.monitor.reference import Reference
-from mltrail.monitor.store import Window
+from mltrail.telemetry import Prediction, Window
 
 CLASSES = ["neg", "pos"]
 
@@ -46,12 +46,19 @@ def window(
     predicted = (rng.random(n) < positive).astype(int)
     conf = rng.uniform(*confidence, n)
     predictions = [
-        {"prediction_id": f"p{i}", "time": 1000.0 + i, "endpoint": "/predict/text",
-         "model_version": "m@1", "label": int(predicted[i]), "class_name": CLASSES[predicted[i]],
-         "confidence": float(conf[i]), "inference_ms": latency_ms,
-         "profile": {"normal": float(normal[i]), "uniform": float(uniform[i])}}
+        Prediction(
+            f"p{i}",
+            1000.0 + i,
+            "/predict/text",
+            "m@1",
+            int(predicted[i]),
+            CLASSES[predicted[i]],
+            float(conf[i]),
+            latency_ms,
+            {"normal": float(normal[i]), "uniform": float(uniform[i])},
+        )
         for i in range(n)
-    ]  # fmt: skip
+    ]
     feedback = {}
     for i in range(labelled):
         right = rng.random() < (correct if correct is not None else 0.9)

@@ -23,7 +23,7 @@ from mltrail.config import Params, load_params
 from mltrail.errors import MltrailError
 from mltrail.monitor.promote import promote, read_pointer
 from mltrail.monitor.retrain import retrain_once
-from mltrail.monitor.store import read_labelled
+from mltrail.telemetry import read_labelled
 from tests.builders import text_rows, write_csv
 from tests.conftest import copy_repository, set_params
 from tests.serve.conftest import API_KEY, Server, start_server

@@ -87,11 +87,11 @@ def test_a_text_explanation_names_the_terms_that_drove_it(model_dirs: dict[str, 
 
 
 def _store(path: Path, model_dir: Path, texts: list[str]) -> None:
-    from mltrail.serve.telemetry import Prediction, SqliteSink
+    from mltrail.telemetry import Prediction, open_store
 
     model = load(str(model_dir), "text")
     probs, profiles = model.predict(texts)
-    sink = SqliteSink(path)
+    sink = open_store(str(path))
     sink.write([
         Prediction(f"p{i}", 1000.0 + i, "/predict/text", model.version, int(row.argmax()),
                    model.classes[int(row.argmax())], float(row.max()), 0.5, profile)

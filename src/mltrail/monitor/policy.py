@@ -26,7 +26,7 @@ from scipy import stats  # type: ignore[import-untyped]
 from mltrail.config import MonitorParams
 from mltrail.monitor.drift import DATA, PREDICTION, DriftTest, run_tests
 from mltrail.monitor.reference import Reference
-from mltrail.monitor.store import Window
+from mltrail.telemetry import Window
 
 LEVELS = ("ok", "warn", "retrain")
 
@@ -80,15 +80,15 @@ def window_arrays(
 ) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
     """(profile feature -> values, predicted class indices, confidences) of a window."""
     predictions = window.predictions
-    names = sorted({k for p in predictions for k in p["profile"]})
+    names = sorted({k for p in predictions for k in p.profile})
     features = {
-        n: np.array([p["profile"][n] for p in predictions if n in p["profile"]], np.float64)
+        n: np.array([p.profile[n] for p in predictions if n in p.profile], np.float64)
         for n in names
     }
     index = {c: i for i, c in enumerate(classes)}
-    predicted = np.array([index.get(p["class_name"], int(p["label"])) for p in predictions],
+    predicted = np.array([index.get(p.class_name, int(p.label)) for p in predictions],
                          dtype=np.int64)  # fmt: skip
-    confidence = np.array([p["confidence"] for p in predictions], dtype=np.float64)
+    confidence = np.array([p.confidence for p in predictions], dtype=np.float64)
     return features, predicted, confidence
 
 
@@ -112,9 +112,9 @@ def check_window(
     reasons: list[Reason] = []
     check = Check("ok", reasons, model_version, n)
     if n:
-        check.window = {"from": window.predictions[0]["time"], "to": window.predictions[-1]["time"]}
+        check.window = {"from": window.predictions[0].time, "to": window.predictions[-1].time}
 
-    latencies = np.array([p["inference_ms"] for p in window.predictions], dtype=np.float64)
+    latencies = np.array([p.inference_ms for p in window.predictions], dtype=np.float64)
     if n:
         p95, p99 = (float(v) for v in np.percentile(latencies, [95, 99]))
         slo = params.latency
@@ -127,8 +127,8 @@ def check_window(
                                       f"{limit:.0f} ms"))  # fmt: skip
 
     expected = reference.accuracy if reference_accuracy is None else reference_accuracy
-    labelled = [p for p in window.predictions if p["prediction_id"] in window.feedback]
-    correct = sum(int(p["label"]) == window.feedback[p["prediction_id"]] for p in labelled)
+    labelled = [p for p in window.predictions if p.prediction_id in window.feedback]
+    correct = sum(int(p.label) == window.feedback[p.prediction_id] for p in labelled)
     live = correct / len(labelled) if labelled else None
     check.accuracy = {"labelled": len(labelled), "live": live, "reference": expected,
                       "max_drop": params.max_accuracy_drop}  # fmt: skip

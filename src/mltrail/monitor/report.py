@@ -18,7 +18,7 @@ import numpy as np
 from mltrail.fsio import atomic_write_text, write_json
 from mltrail.monitor.policy import LEVELS, Check
 from mltrail.monitor.reference import Reference
-from mltrail.monitor.store import Window
+from mltrail.telemetry import Window
 
 DECISIONS = "decisions.jsonl"
 COLORS = {"ok": "#2e7d32", "warn": "#ef6c00", "retrain": "#c62828"}
@@ -132,12 +132,12 @@ def _timeline(history: Window, checks: list[dict[str, Any]], slo_p95: float) -> 
     step = max(len(predictions) // 60, 10)
     buckets = [predictions[i : i + step] for i in range(0, len(predictions), step)]
     x = np.arange(len(buckets)) * step
-    conf = [float(np.mean([p["confidence"] for p in b])) for b in buckets]
-    p95 = [float(np.percentile([p["inference_ms"] for p in b], 95)) for b in buckets]
+    conf = [float(np.mean([p.confidence for p in b])) for b in buckets]
+    p95 = [float(np.percentile([p.inference_ms for p in b], 95)) for b in buckets]
     acc: list[float] = []
     for b in buckets:
-        labelled = [p for p in b if p["prediction_id"] in history.feedback]
-        hits = [int(p["label"]) == history.feedback[p["prediction_id"]] for p in labelled]
+        labelled = [p for p in b if p.prediction_id in history.feedback]
+        hits = [int(p.label) == history.feedback[p.prediction_id] for p in labelled]
         acc.append(float(np.mean(hits)) if hits else np.nan)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 4.6), sharex=True)
     top.plot(x, acc, "o-", ms=3, color="#2e7d32", label="accuracy (feedback)")
@@ -150,7 +150,7 @@ def _timeline(history: Window, checks: list[dict[str, Any]], slo_p95: float) -> 
     bottom.set_ylabel("ms")
     bottom.set_xlabel("prediction number (oldest shown = 0)")
     bottom.legend(fontsize=7, loc="upper left")
-    versions = [p["model_version"] for p in predictions]
+    versions = [p.model_version for p in predictions]
     start = 0
     for i in range(1, len(versions) + 1):
         if i == len(versions) or versions[i] != versions[start]:
@@ -161,7 +161,7 @@ def _timeline(history: Window, checks: list[dict[str, Any]], slo_p95: float) -> 
                 for ax in (top, bottom):
                     ax.axvline(start, color="black", lw=1)
             start = i
-    times = [p["time"] for p in predictions]
+    times = [p.time for p in predictions]
     for record in checks:
         if record.get("decision") in ("warn", "retrain") and times[0] <= record["time"]:
             position = int(np.searchsorted(times, record["time"]))

@@ -43,7 +43,7 @@ from mltrail.errors import MltrailError
 from mltrail.fsio import sha256_file
 from mltrail.monitor.promote import KIND, promote, reload_server, serving_source
 from mltrail.monitor.run import ENDPOINTS, monitored_model, run_check
-from mltrail.monitor.store import read_labelled
+from mltrail.telemetry import read_labelled
 
 log = logging.getLogger(__name__)
 LOOP = "loop.jsonl"

@@ -17,8 +17,8 @@ from mltrail.lineage import model_version
 from mltrail.monitor.policy import Check, check_window
 from mltrail.monitor.reference import Reference
 from mltrail.monitor.report import write_outputs
-from mltrail.monitor.store import read_window
 from mltrail.monitor.summary import summarize
+from mltrail.telemetry import read_window
 
 ENDPOINTS = {"text": "/predict/text", "cifar10": "/predict/image"}
 HISTORY = 3000  # predictions shown on the report's timeline

@@ -36,6 +36,7 @@ from numpy.typing import NDArray
 
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_write_text, write_json
+from mltrail.telemetry import DEFAULT_STORE
 
 log = logging.getLogger(__name__)
 SHIFTS: dict[str, Callable[[NDArray[np.uint8]], NDArray[np.uint8]]] = {
@@ -118,7 +119,7 @@ def _start_server(project: Path, release: str, port: int) -> tuple[subprocess.Po
     settings = {
         "image_model": release, "port": port, "capture_inputs": 1.0,
         "pointer_file": str(project / "releases/serving.json"),
-        "telemetry": {"sqlite_path": str(project / "telemetry.db")},
+        "telemetry": {"sqlite_path": str(project / DEFAULT_STORE)},
     }  # fmt: skip
     (project / "serve.yaml").write_text(yaml.safe_dump(settings))
     log_file = (project / "server.log").open("wb")
@@ -237,7 +238,7 @@ def run_scenario(
         proc, url = _start_server(project, str(Path(first["release"]).resolve()),
                                   port or _free_port())  # fmt: skip
         x, y = _pool(project, params)
-        store = str(project / "telemetry.db")
+        store = str(project / DEFAULT_STORE)
         monitoring = out / "monitoring"
         if monitoring.exists():
             shutil.rmtree(monitoring)

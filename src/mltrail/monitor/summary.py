@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from mltrail.monitor.store import Window
+from mltrail.telemetry import Window
 
 
 def _percentiles(values: list[float], points: tuple[int, ...]) -> dict[str, float]:
@@ -23,22 +23,22 @@ def summarize(window: Window) -> dict[str, Any]:
     n = len(predictions)
     if n == 0:
         return {"predictions": 0}
-    classes = Counter(p["class_name"] for p in predictions)
-    confidence = [float(p["confidence"]) for p in predictions]
-    latency = [float(p["inference_ms"]) for p in predictions]
-    profile_keys = sorted({k for p in predictions for k in p["profile"]})
+    classes = Counter(p.class_name for p in predictions)
+    confidence = [float(p.confidence) for p in predictions]
+    latency = [float(p.inference_ms) for p in predictions]
+    profile_keys = sorted({k for p in predictions for k in p.profile})
     inputs = {
-        key: float(np.mean([p["profile"][key] for p in predictions if key in p["profile"]]))
+        key: float(np.mean([p.profile[key] for p in predictions if key in p.profile]))
         for key in profile_keys
     }
-    labelled = [p for p in predictions if p["prediction_id"] in window.feedback]
-    correct = sum(int(p["label"]) == window.feedback[p["prediction_id"]] for p in labelled)
+    labelled = [p for p in predictions if p.prediction_id in window.feedback]
+    correct = sum(int(p.label) == window.feedback[p.prediction_id] for p in labelled)
     return {
         "predictions": n,
-        "from": predictions[0]["time"],
-        "to": predictions[-1]["time"],
-        "endpoints": dict(Counter(p["endpoint"] for p in predictions)),
-        "model_versions": dict(Counter(p["model_version"] for p in predictions)),
+        "from": predictions[0].time,
+        "to": predictions[-1].time,
+        "endpoints": dict(Counter(p.endpoint for p in predictions)),
+        "model_versions": dict(Counter(p.model_version for p in predictions)),
         "class_mix": {c: k / n for c, k in sorted(classes.items())},
         "confidence": {
             "mean": float(np.mean(confidence)),

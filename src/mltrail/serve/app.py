@@ -6,7 +6,7 @@ Routes: ``GET /health`` (alive), ``/ready`` (every configured model loaded), ``/
 (manifests, image tag), ``/metrics`` (Prometheus); ``POST /predict/text``, ``/predict/image``,
 ``/feedback`` and ``/admin/reload`` (bearer token when an API key is set). Text prediction runs
 inline on the event loop (a millisecond of scikit-learn costs less than a thread hop); the CNN
-runs in the thread pool. Every prediction leaves a telemetry record (see ``telemetry``).
+runs in the thread pool. Every prediction leaves a telemetry record (see ``mltrail.telemetry``).
 """
 
 from __future__ import annotations
@@ -40,13 +40,12 @@ from mltrail.serve import schemas
 from mltrail.serve.loading import LoadedModel, load
 from mltrail.serve.metrics import ServerMetrics
 from mltrail.serve.settings import ServeSettings
-from mltrail.serve.telemetry import (
+from mltrail.telemetry import (
     Capture,
     Feedback,
-    PostgresSink,
     Prediction,
-    SqliteSink,
     Telemetry,
+    TelemetryStore,
     build_sinks,
 )
 
@@ -75,7 +74,7 @@ class ServerState:
         self.telemetry: Telemetry | None = None
         self.metrics = ServerMetrics(lambda: self.telemetry)
         self.recent: OrderedDict[str, int] = OrderedDict()  # prediction id -> class count
-        self.store: SqliteSink | PostgresSink | None = None
+        self.store: TelemetryStore | None = None
         self.reload_lock = asyncio.Lock()
         self.pointer_mtime: float | None = None
         # Prometheus children bound once, not looked up by label on every prediction.
@@ -171,7 +170,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             log.info("serving %s model %s from %s (%s)", kind, model.version, source, model.runtime)
         sinks = build_sinks(settings.telemetry)
         # Feedback for a prediction older than the in-memory index is looked up in the store.
-        state.store = next((s for s in sinks if isinstance(s, SqliteSink | PostgresSink)), None)
+        state.store = next((s for s in sinks if isinstance(s, TelemetryStore)), None)
         state.telemetry = Telemetry(settings.telemetry, sinks)
         state.telemetry.start()
         # Everything loaded so far (libraries, models) lives as long as the server: keep it

@@ -6,44 +6,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from mltrail.errors import ParamsError
 from mltrail.paths import absolute, absolute_source, absolute_sqlite_uri
-
-SinkName = Literal["sqlite", "postgres", "wandb", "mlflow"]
+from mltrail.telemetry.settings import TelemetrySettings, store_from_env
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class TelemetrySettings(_Strict):
-    """Where prediction records go, and how they get there."""
-
-    sinks: list[SinkName] = ["sqlite"]
-    """Any of ``sqlite`` (the local store the monitor reads), ``postgres`` (the same store on
-    PostgreSQL, shared by replicas), ``wandb`` (offline by default, as the paper), ``mlflow``;
-    ``[]`` turns telemetry off."""
-    sqlite_path: str = "telemetry.db"
-    postgres_dsn: str | None = None
-    """``postgresql://user[:password]@host:5432/db``; or ``$MLTRAIL_TELEMETRY_DSN``."""
-    queue_size: int = Field(default=100_000, gt=0)
-    """Records waiting for the writer; when full, new records are dropped and counted."""
-    batch_size: int = Field(default=1000, gt=0)
-    flush_interval_s: float = Field(default=0.2, gt=0)
-    retry_buffer: int = Field(default=1_000_000, gt=0)
-    """Records kept per sink while it is down; beyond that the oldest are dropped and counted."""
-    spill_dir: str = ".mltrail/telemetry-spill"
-    """Records a sink still had not taken at shutdown are written here and sent on next start."""
-    wandb_project: str = "mltrail-serving"
-    wandb_mode: Literal["offline", "online"] = "offline"
-    wandb_dir: str = "."
-    mlflow_uri: str = "sqlite:///mlflow.db"
-    mlflow_experiment: str = "mltrail-serving"
 
 
 class ServeSettings(_Strict):
@@ -97,9 +70,9 @@ def load_settings(path: Path | None = None, **overrides: object) -> ServeSetting
     for var, key in ENV.items():
         if os.environ.get(var):
             values[key] = os.environ[var]
-    if os.environ.get("MLTRAIL_TELEMETRY_DSN"):  # may hold a password: not in a file
+    if dsn := store_from_env():  # may hold a password: not in a file
         telemetry = dict(values.get("telemetry") or {})  # type: ignore[call-overload]
-        telemetry["postgres_dsn"] = os.environ["MLTRAIL_TELEMETRY_DSN"]
+        telemetry["postgres_dsn"] = dsn
         values["telemetry"] = telemetry
     values |= {k: v for k, v in overrides.items() if v is not None}
     try:

@@ -1,0 +1,242 @@
+"""What every telemetry store is (:class:`TelemetryStore`), and the SQL they share.
+
+A store is a :class:`~mltrail.telemetry.queue.Sink` the writer delivers to, which can also be
+read: a window of predictions with their feedback (``mltrail monitor``), the labelled
+captured inputs (``mltrail retrain``), and whether a prediction id exists (``/feedback`` for a
+prediction older than the server's memory). Each store migrates its own versioned schema.
+
+The SQL stores share everything but the connection: :class:`SQLStore` holds the queries (built
+from the record's columns, with the store's parameter mark) and the migration procedure; a
+store brings its connection, its lock for migrating, its migrations and its ``write``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from mltrail.errors import MltrailError
+from mltrail.telemetry.record import (
+    PREDICTION_COLUMNS,
+    Filter,
+    Labelled,
+    Prediction,
+    Record,
+    Window,
+)
+
+SCHEMA_TABLE = "mltrail_telemetry_schema"
+"""One row per applied migration (version, when). The same name in every store; PostgreSQL
+stores have had it since their first version, so existing shared databases carry on."""
+WINDOW_LIMIT = 100_000
+Statement = tuple[str, Sequence[Any]]
+"""SQL and its parameters."""
+
+
+@runtime_checkable
+class TelemetryStore(Protocol):
+    """A place that keeps telemetry records and reads them back."""
+
+    name: str
+    """The sink's name (``sqlite``, ``postgres``): the label of its counters in /metrics."""
+
+    def write(self, records: Sequence[Record]) -> None:
+        """All of ``records`` in one transaction, or none; a record written twice (a retried
+        batch) is stored once. Migrates the schema on first use."""
+
+    def close(self) -> None: ...
+
+    def migrate(self, to: int | None = None) -> int:
+        """Apply the schema migrations newer than the store's (up to ``to``), each once, under
+        a lock; returns the version now. Idempotent. Refuses a store newer than this code."""
+
+    def version(self) -> int:
+        """The schema version the store holds (0: none, or made before versions existed)."""
+
+    def has_prediction(self, prediction_id: str) -> bool: ...
+
+    def read_window(self, where: Filter | None = None, limit: int = WINDOW_LIMIT) -> Window:
+        """The newest ``limit`` predictions ``where`` matches (any when None), oldest first,
+        with the latest feedback label of each."""
+
+    def read_labelled(self, endpoint: str, after: float = 0.0) -> list[Labelled]:
+        """Captured inputs of ``endpoint`` served after ``after`` that have feedback (the
+        latest label each), oldest first; ``[]`` for a store without captured inputs."""
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of a store's schema. Append a new one for a change; never edit one that has
+    shipped (stores in the field have applied it)."""
+
+    version: int
+    statements: tuple[str, ...]
+
+
+def pending(
+    migrations: Sequence[Migration], current: int, to: int | None, location: str
+) -> list[Migration]:
+    """The migrations to apply to a store at version ``current`` to reach ``to`` (the latest
+    when None)."""
+    latest = migrations[-1].version
+    if current > latest:
+        raise MltrailError(
+            f"the telemetry store {location} has schema version {current}, newer than this "
+            f"mltrail's ({latest})",
+            hint="upgrade mltrail",
+        )
+    return [m for m in migrations if current < m.version <= (latest if to is None else to)]
+
+
+def _newest(where: Filter, columns: Sequence[str], mark: str, limit: int) -> Statement:
+    """``SELECT columns`` of the newest ``limit`` predictions ``where`` matches (ties broken
+    by id, so that two queries of one window agree)."""
+    clauses, args = [], []
+    for clause, value in (
+        ("time >= {m}", where.since),
+        ("time < {m}", where.until),
+        ("endpoint = {m}", where.endpoint),
+        ("model_version = {m}", where.model_version),
+    ):
+        if value is not None:
+            clauses.append(clause.format(m=mark))
+            args.append(value)
+    sql = f"SELECT {', '.join(columns)} FROM predictions"
+    if clauses:
+        sql += " WHERE " + " AND ".join(clauses)
+    return f"{sql} ORDER BY time DESC, prediction_id DESC LIMIT {mark}", [*args, limit]
+
+
+# The newest label of each prediction that has a captured input.
+_LABELLED = """
+SELECT p.prediction_id, p.time, p.model_version, p.label, f.label, i.input
+FROM predictions p
+JOIN inputs i ON i.prediction_id = p.prediction_id
+JOIN feedback f ON f.prediction_id = p.prediction_id
+WHERE p.endpoint = {m} AND p.time > {m}
+  AND f.time = (SELECT max(f2.time) FROM feedback f2 WHERE f2.prediction_id = p.prediction_id)
+ORDER BY p.time"""
+
+
+class SQLStore(ABC):
+    """The reads and the migration procedure of a SQL store; see the module's docstring."""
+
+    name: str
+    mark: ClassVar[str]
+    """The driver's parameter placeholder (``?``, ``%s``)."""
+    MIGRATIONS: ClassVar[tuple[Migration, ...]]
+    SCHEMA_TABLE_DDL: ClassVar[str]
+
+    def __init__(self) -> None:
+        self._conn: Any = None  # the writer's connection (one thread: the telemetry writer)
+
+    # -- what a store brings -------------------------------------------------------------------
+
+    @property
+    @abstractmethod
+    def location(self) -> str:
+        """The store, for messages (never a password)."""
+
+    @abstractmethod
+    def _open(self) -> Any:
+        """A new connection for writing or migrating."""
+
+    @abstractmethod
+    def _locked(self, conn: Any) -> contextlib.AbstractContextManager[None]:
+        """A transaction on ``conn`` that one migrator at a time holds."""
+
+    @abstractmethod
+    def _query(
+        self, statements: Sequence[Statement], missing_table_ok: bool = False
+    ) -> list[list[tuple[Any, ...]]] | None:
+        """The rows of each statement, read on a short connection of their own; ``None``
+        when a table is missing and ``missing_table_ok``. Errors as ``MltrailError``."""
+
+    @abstractmethod
+    def write(self, records: Sequence[Record]) -> None: ...
+
+    @abstractmethod
+    def has_prediction(self, prediction_id: str) -> bool: ...
+
+    # -- shared --------------------------------------------------------------------------------
+
+    def _connection(self) -> Any:
+        """The writer's connection, opened (and the schema migrated) on first use."""
+        if self._conn is None:
+            conn = self._open()
+            try:
+                self._migrate(conn, None)
+            except BaseException:
+                conn.close()
+                raise
+            self._conn = conn
+        return self._conn
+
+    def migrate(self, to: int | None = None) -> int:
+        conn = self._open()
+        try:
+            return self._migrate(conn, to)
+        finally:
+            conn.close()
+
+    def _migrate(self, conn: Any, to: int | None) -> int:
+        with self._locked(conn):
+            conn.execute(self.SCHEMA_TABLE_DDL)
+            row = conn.execute(f"SELECT max(version) FROM {SCHEMA_TABLE}").fetchone()
+            current = int((row[0] if row else None) or 0)
+            steps = pending(self.MIGRATIONS, current, to, self.location)
+            for step in steps:
+                for statement in step.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    f"INSERT INTO {SCHEMA_TABLE} (version) VALUES ({self.mark})", (step.version,)
+                )
+        return steps[-1].version if steps else current
+
+    def version(self) -> int:
+        found = self._query(
+            [(f"SELECT max(version) FROM {SCHEMA_TABLE}", ())], missing_table_ok=True
+        )
+        return int((found[0][0][0] if found and found[0] else None) or 0)
+
+    def read_window(self, where: Filter | None = None, limit: int = WINDOW_LIMIT) -> Window:
+        where = where or Filter()
+        rows_sql, args = _newest(where, PREDICTION_COLUMNS, self.mark, limit)
+        ids_sql, _ = _newest(where, ("prediction_id",), self.mark, limit)
+        feedback_sql = (
+            f"SELECT f.prediction_id, f.label FROM feedback f JOIN ({ids_sql}) p "
+            "ON p.prediction_id = f.prediction_id ORDER BY f.time"
+        )
+        found = self._query([(rows_sql, args), (feedback_sql, args)])
+        assert found is not None
+        return _window(*found)
+
+    def read_labelled(self, endpoint: str, after: float = 0.0) -> list[Labelled]:
+        found = self._query([(_LABELLED.format(m=self.mark), (endpoint, after))], True)
+        rows = found[0] if found else []
+        return [Labelled(r[0], float(r[1]), r[2], int(r[3]), int(r[4]), r[5]) for r in rows]
+
+    def close(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
+
+def _window(rows: list[tuple[Any, ...]], feedback: list[tuple[Any, ...]]) -> Window:
+    predictions = []
+    for row in reversed(rows):  # queried newest first, returned oldest first
+        prediction = Prediction(*row)
+        if isinstance(prediction.profile, str):  # SQLite keeps JSON as text
+            prediction.profile = json.loads(prediction.profile)
+        predictions.append(prediction)
+    ids = {p.prediction_id for p in predictions}
+    labels: dict[str, int] = {}
+    for prediction_id, label in feedback:  # ordered by time: the latest label wins
+        if prediction_id in ids:  # (a prediction written between the two queries is not)
+            labels[prediction_id] = int(label)
+    return Window(predictions, labels)

@@ -1,0 +1,186 @@
+"""The contract every telemetry store keeps, run over every store the registry holds: a new
+store is tested by being registered (and given a test URI in ``STORE_URIS``)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from mltrail.errors import MltrailError, ParamsError
+from mltrail.telemetry import (
+    Capture,
+    Feedback,
+    Filter,
+    Prediction,
+    TelemetryStore,
+    open_store,
+    read_labelled,
+    read_window,
+    store_kinds,
+)
+from mltrail.telemetry.record import PREDICTION_COLUMNS
+from tests.telemetry.helpers import window_records
+
+STORE_URIS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": lambda request, tmp_path: str(tmp_path / "telemetry.db"),
+    "postgres": lambda request, tmp_path: str(request.getfixturevalue("postgres_dsn")),
+}
+"""A fresh, empty store of each registered kind."""
+
+
+@pytest.fixture(params=[kind.name for kind in store_kinds()])
+def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    make = STORE_URIS.get(request.param)
+    assert make is not None, f"the registered store {request.param} has no test URI here"
+    return make(request, tmp_path)
+
+
+@pytest.fixture
+def store(uri: str) -> Iterator[TelemetryStore]:
+    with closing(open_store(uri)) as opened:
+        yield opened
+
+
+def test_every_store_is_registered_under_its_sink_name(uri: str) -> None:
+    store = open_store(uri)
+    assert isinstance(store, TelemetryStore)
+    assert store.name in {kind.name for kind in store_kinds()}
+
+
+def test_a_store_reads_back_the_typed_records_it_wrote(uri: str, store: TelemetryStore) -> None:
+    records = window_records()
+    store.write(records)
+    window = store.read_window()
+    assert window.predictions == [r for r in records if isinstance(r, Prediction)]  # typed
+    assert window.feedback == {"p0": 1, "p1": 1, "p7": 1}  # p1's latest label
+    assert read_window(uri).predictions == window.predictions  # by URI, through the registry
+
+
+def test_a_window_is_the_newest_predictions_that_match(store: TelemetryStore) -> None:
+    store.write(window_records())
+    store.write([Prediction("q0", 1003.5, "/predict/image", "m@2", 0, "0", 0.9, 1.0, {})])
+
+    def ids(limit: int = 100, **where: Any) -> list[str]:
+        return [p.prediction_id for p in store.read_window(Filter(**where), limit).predictions]
+
+    assert ids(since=1005.0, limit=3) == ["p7", "p8", "p9"]
+    assert ids(since=1002.0, until=1005.0) == ["p2", "p3", "q0", "p4"]
+    assert ids(endpoint="/predict/image") == ids(model_version="m@2") == ["q0"]
+    assert ids(endpoint="/predict/text", limit=2) == ["p8", "p9"]
+    # Feedback only for the window's predictions.
+    assert store.read_window(Filter(since=1005.0)).feedback == {"p7": 1}
+    assert store.read_window(Filter(until=1001.0)).feedback == {"p0": 1}
+
+
+def test_a_batch_written_twice_is_stored_once(store: TelemetryStore) -> None:
+    assert not store.has_prediction("p0")  # nothing written yet: no store, no table
+    records = window_records()
+    store.write(records)
+    store.write(records)  # a retried batch
+    window = store.read_window()
+    assert len(window.predictions) == 10 and window.feedback == {"p0": 1, "p1": 1, "p7": 1}
+    assert store.has_prediction("p9") and not store.has_prediction("nope")
+
+
+def test_labelled_inputs_are_read_with_their_latest_label(uri: str, store: TelemetryStore) -> None:
+    records = [
+        Prediction(f"p{i}", 100.0 + i, "/predict/text", "m@1", 0, "0", 0.9, 1.0, {})
+        for i in range(4)
+    ]
+    store.write(
+        [
+            *records,
+            Capture("p0", 100.0, "first"),
+            Capture("p1", 101.0, "second"),
+            Capture("p3", 103.0, "no label"),
+            Feedback("p0", 200.0, 1),
+            Feedback("p0", 201.0, 0),
+            Feedback("p1", 200.0, 1),
+            Feedback("p2", 200.0, 1),  # labelled, but its input was not captured
+        ]
+    )
+    found = store.read_labelled("/predict/text")
+    assert [(r.prediction_id, r.input, r.label, r.predicted) for r in found] == [
+        ("p0", "first", 0, 0),
+        ("p1", "second", 1, 0),
+    ]
+    assert [r.prediction_id for r in store.read_labelled("/predict/text", after=100.5)] == ["p1"]
+    assert store.read_labelled("/predict/image") == []
+    assert read_labelled(uri, "/predict/text") == found
+
+
+def test_migrate_is_versioned_and_idempotent(store: TelemetryStore) -> None:
+    assert store.version() == 0
+    latest = store.migrate()
+    assert latest >= 2 and store.version() == latest
+    assert store.migrate() == latest and store.version() == latest  # nothing left to do
+    assert store.read_window().predictions == []  # the tables exist, empty
+
+
+def test_a_store_is_upgraded_in_place(store: TelemetryStore) -> None:
+    """Version 1 had no ``inputs`` table: a store at 1 reads, and is upgraded by a migration
+    or by the first write."""
+    assert store.migrate(to=1) == 1 and store.version() == 1
+    assert store.read_labelled("/predict/text") == []  # nothing captured before version 2
+    assert store.migrate(to=1) == 1
+    store.write([*window_records(), Capture("p0", 1000.0, "an input")])  # migrates first
+    assert store.version() == store.migrate() >= 2
+    assert [r.input for r in store.read_labelled("/predict/text")] == ["an input"]
+
+
+def test_reading_a_store_nothing_was_written_to_says_so(store: TelemetryStore) -> None:
+    with pytest.raises(MltrailError, match="telemetry store"):
+        store.read_window()
+
+
+# -- the registry ------------------------------------------------------------------------------
+
+
+def test_a_store_is_chosen_by_the_uri_scheme(tmp_path: Path) -> None:
+    from mltrail.telemetry.stores.postgres import PostgresStore
+    from mltrail.telemetry.stores.sqlite import SQLiteStore
+
+    for uri, path in (
+        ("telemetry.db", Path("telemetry.db")),
+        (str(tmp_path / "t.db"), tmp_path / "t.db"),
+        ("sqlite:///relative/t.db", Path("relative/t.db")),
+        (f"sqlite:///{tmp_path / 't.db'}", tmp_path / "t.db"),
+    ):
+        store = open_store(uri)
+        assert isinstance(store, SQLiteStore) and store.path == path, uri
+    for uri in ("postgresql://u@h:5432/db", "postgres://u@h/db", "postgresql+psycopg://u@h/db"):
+        store = open_store(uri)
+        assert isinstance(store, PostgresStore) and store.dsn.startswith("postgres"), uri
+        assert "+psycopg" not in store.dsn
+    assert not (tmp_path / "t.db").exists()  # choosing a store opens nothing
+
+
+def test_an_unknown_scheme_lists_the_stores_and_hides_the_uri() -> None:
+    with pytest.raises(ParamsError) as info:
+        open_store("mysql://user:secret@db/telemetry")
+    message = str(info.value)
+    assert "mysql://" in message and "secret" not in message
+    assert all(kind.name in message for kind in store_kinds())
+
+
+def test_a_store_imports_its_driver_only_when_chosen(tmp_path: Path) -> None:
+    code = (
+        "import sys\nfrom mltrail.telemetry import open_store, read_window\n"
+        f"open_store({str(tmp_path / 't.db')!r})\n"
+        "assert 'psycopg' not in sys.modules and 'orjson' not in sys.modules, 'eager'\n"
+        "open_store('postgresql://u@h/db')\nassert 'psycopg' in sys.modules\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_record_is_the_one_column_list_and_a_new_field_needs_migrations() -> None:
+    assert PREDICTION_COLUMNS == (
+        "prediction_id", "time", "endpoint", "model_version", "label", "class_name",
+        "confidence", "inference_ms", "profile",
+    )  # fmt: skip
