@@ -10,8 +10,10 @@ from pathlib import Path
 import pytest
 
 from mltrail.cli import LINEAGE_MISMATCH, main
-from mltrail.fsio import sha256_file, write_json
-from mltrail.lineage import DIRTY_FILES_MAX, MANIFEST, build_manifest, git_state
+from mltrail.contracts.layout import MANIFEST_FILE
+from mltrail.contracts.manifest import Manifest, ModelInfo
+from mltrail.fsio import sha256_file
+from mltrail.lineage import DIRTY_FILES_MAX, build_manifest, git_state
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -102,17 +104,18 @@ def model_dir(tmp_path: Path, repo: Path, monkeypatch: pytest.MonkeyPatch) -> Pa
     out.mkdir()
     for name in ("model.npz", "model.onnx", "reference.npz"):
         (out / name).write_bytes(name.encode())
-    info = {
+    info = ModelInfo.model_validate({
         "classes": ["neg", "pos"],
-        "onnx": {"file": "model.onnx", "sha256": sha256_file(out / "model.onnx")},
+        "onnx": {"file": "model.onnx", "sha256": sha256_file(out / "model.onnx"), "opset": 18,
+                 "outputs": ["features", "logits"]},
         "reference": {"file": "reference.npz", "sha256": sha256_file(out / "reference.npz")},
-    }
+    })  # fmt: skip
     manifest = build_manifest(
-        task="text", stage="train_text_none", params={"C": 1.0}, data_dir=data,
+        task="text", stage="train_text_baseline", params={"C": 1.0}, data_dir=data,
         model_file=out / "model.npz", tracking={}, metrics={"accuracy": 0.9}, timings={},
-        model_info=info,
+        flavor="sklearn", model_info=info,
     )  # fmt: skip
-    write_json(out / MANIFEST, manifest)
+    manifest.write(out)
     return out
 
 
@@ -144,11 +147,11 @@ def test_lineage_json_is_the_manifest_and_the_check(
 ) -> None:
     assert main(["lineage", str(model_dir), "--json"]) == 0
     trail = json.loads(capsys.readouterr().out)
-    assert trail["manifest"] == json.loads((model_dir / MANIFEST).read_text())
+    assert trail["manifest"] == json.loads((model_dir / MANIFEST_FILE).read_text())
     assert trail["check"]["ok"] is True
     assert [f["role"] for f in trail["check"]["files"]] == ["model", "onnx", "reference"]
     assert trail["manifest"]["git"]["dirty_files"] == ["src/train.py"]
-    assert trail["version"].startswith("train_text_none@")
+    assert trail["version"].startswith("train_text_baseline@")
     (model_dir / "model.onnx").write_bytes(b"x")
     assert main(["lineage", str(model_dir), "--json"]) == 2
     check = json.loads(capsys.readouterr().out)["check"]
@@ -164,10 +167,10 @@ def test_lineage_without_a_manifest_is_an_error(
 
 
 def test_lineage_goes_on_to_the_promotions(model_dir: Path, tmp_path: Path) -> None:
-    from mltrail.lineage import describe, lineage, model_version, read_manifest
+    from mltrail.lineage import describe, lineage
 
     history = tmp_path / "history.jsonl"
-    version = model_version(read_manifest(model_dir))
+    version = Manifest.read(model_dir).model_version
     records = [
         {"time": 0.0, "version": version, "release": "releases/text/a",
          "registry": {"name": "mltrail-text", "version": "2"}, "reasons": {"why": "better"}},

@@ -19,7 +19,8 @@ from mltrail.config import MIRROR_ENV, Params, load_params
 from mltrail.errors import MltrailError
 
 if TYPE_CHECKING:
-    from mltrail.tracking.base import Flavor
+    from mltrail.contracts.manifest import Manifest
+    from mltrail.contracts.tasks import Flavor
     from mltrail.tracking.run import Reservation
 
 log = logging.getLogger("mltrail")
@@ -57,7 +58,7 @@ def cmd_train_text(args: argparse.Namespace) -> int:
     tracker = _reserve(args, params, "sklearn")
     from mltrail.stages import train_text
 
-    manifest = train_text.run(params, tracker, args.data, args.out)
+    manifest = train_text.run(params, tracker, args.data, args.out, stage=args.stage)
     _print_metrics(manifest)
     return 0
 
@@ -67,15 +68,15 @@ def cmd_train_cifar10(args: argparse.Namespace) -> int:
     tracker = _reserve(args, params, "pytorch")
     from mltrail.stages import train_cifar10
 
-    manifest = train_cifar10.run(params, tracker, args.data, args.out, not args.no_progress)
+    manifest = train_cifar10.run(
+        params, tracker, args.data, args.out, not args.no_progress, stage=args.stage
+    )
     _print_metrics(manifest)
     return 0
 
 
-def _print_metrics(manifest: dict[str, object]) -> None:
-    metrics = manifest["metrics"]
-    assert isinstance(metrics, dict)
-    print(", ".join(f"{k} {v:.4f}" for k, v in metrics.items()))
+def _print_metrics(manifest: Manifest) -> None:
+    print(", ".join(f"{k} {v:.4f}" for k, v in manifest.metrics.items()))
 
 
 LINEAGE_MISMATCH = 2
@@ -431,6 +432,12 @@ def build_parser() -> argparse.ArgumentParser:
     trainer.add_argument("--out", type=Path, required=True, help="model folder (atomic)")
     trainer.add_argument(
         "--tracker", default=None, help="none (default), mlflow, wandb, mlflow,wandb, or a URI"
+    )
+    trainer.add_argument(
+        "--stage",
+        default=None,
+        help="the DVC stage this is (dvc.yaml passes it), recorded in the manifest and the "
+        "model's version; default train_TASK_TRACKER, the tracker none named baseline",
     )
     trainer.add_argument("--no-progress", action="store_true", help="no progress bars")
     task.add_parser("text", parents=[trainer], help="TF-IDF + logistic regression").set_defaults(

@@ -22,6 +22,8 @@ MIRROR_ENV = "MLTRAIL_DATA_MIRROR"
 """Environment variable naming a folder that holds local copies of the datasets."""
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
+Task = Literal["text", "cifar10"]
+"""What a pipeline trains; each is registered in :mod:`mltrail.contracts.tasks`."""
 
 
 class _Section(BaseModel):
@@ -206,7 +208,7 @@ class CleanModelsParams(_Section):
 class BenchParams(_Section):
     """``mltrail bench``: the tracking comparison matrix (the paper's Tables 2-7)."""
 
-    tasks: tuple[Literal["text", "cifar10"], ...] = ("text", "cifar10")
+    tasks: tuple[Task, ...] = ("text", "cifar10")
     trackers: tuple[str, ...] = ("none", "mlflow", "wandb", "mlflow,wandb")
     """Tracker specs run through mltrail's tracking layer."""
     paper_style: tuple[Literal["mlflow", "wandb"], ...] = ("mlflow", "wandb")
@@ -248,7 +250,7 @@ class MonitorParams(_Section):
 class RetrainParams(_Section):
     """``mltrail retrain``: the loop from a retrain decision to a promoted model."""
 
-    task: Literal["text", "cifar10"] = "text"
+    task: Task = "text"
     stage: str = "train_text_mlflow"
     """The DVC stage whose model serves (re-run, with the stages it depends on)."""
     registered_model: str = "mltrail-text"
@@ -291,7 +293,7 @@ class Params(_Section):
     monitor: MonitorParams = MonitorParams()
     retrain: RetrainParams = RetrainParams()
 
-    def dataset(self, task: Literal["text", "cifar10"]) -> TextParams | Cifar10Params:
+    def dataset(self, task: Task) -> TextParams | Cifar10Params:
         """The data section of ``task``, or an error saying that params.yaml has none."""
         section = self.text if task == "text" else self.cifar10
         if section is None:

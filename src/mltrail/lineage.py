@@ -1,4 +1,6 @@
-"""The lineage manifest: what produced a model, written beside it as ``manifest.json``.
+"""A model's lineage: measuring what produced it (for its manifest, whose record is
+:mod:`mltrail.contracts.manifest`), and ``mltrail lineage``: the manifest, the check of every
+file it hashes, the tracker exports and the promotions.
 
 git commit (and whether the tree was dirty) -> params and their hash -> the prepared data's
 hashes -> the model file's sha256 -> tracker run ids -> (later) image tag and production.
@@ -16,11 +18,22 @@ from collections.abc import Mapping
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-from mltrail.errors import MltrailError
+from mltrail.config import Task
+from mltrail.contracts.layout import PROFILE_FILE
+from mltrail.contracts.manifest import (
+    SCHEMA_VERSION,
+    DataRecord,
+    GitState,
+    Host,
+    Manifest,
+    ModelInfo,
+    ModelRecord,
+    TrackingRefs,
+)
+from mltrail.contracts.tasks import Flavor
 from mltrail.fsio import dumps_json, sha256_file
 from mltrail.tracking.journal import read_state
 
-MANIFEST = "manifest.json"
 LIBRARIES = (
     "mltrail",
     "numpy",
@@ -98,16 +111,16 @@ def params_hash(params: Mapping[str, Any]) -> str:
     return hashlib.sha256(dumps_json(params).encode()).hexdigest()
 
 
-def data_hashes(data_dir: Path) -> dict[str, Any]:
+def data_hashes(data_dir: Path) -> DataRecord:
     """The prepared data a model was trained on: its profile's content hash and file hashes."""
-    profile_path = data_dir / "profile.json"
+    profile_path = data_dir / PROFILE_FILE
     profile = json.loads(profile_path.read_text()) if profile_path.is_file() else {}
-    return {
-        "path": str(data_dir),
-        "content_sha256": profile.get("content_sha256"),
-        "source_sha256": (profile.get("source") or {}).get("sha256"),
-        "files": {p.name: sha256_file(p) for p in sorted(data_dir.iterdir()) if p.is_file()},
-    }
+    return DataRecord(
+        path=str(data_dir),
+        content_sha256=profile.get("content_sha256"),
+        source_sha256=(profile.get("source") or {}).get("sha256"),
+        files={p.name: sha256_file(p) for p in sorted(data_dir.iterdir()) if p.is_file()},
+    )
 
 
 def library_versions() -> dict[str, str]:
@@ -122,7 +135,7 @@ def library_versions() -> dict[str, str]:
 
 def build_manifest(
     *,
-    task: str,
+    task: Task,
     stage: str,
     params: Mapping[str, Any],
     data_dir: Path,
@@ -130,67 +143,40 @@ def build_manifest(
     tracking: Mapping[str, Any],
     metrics: Mapping[str, float],
     timings: Mapping[str, float],
-    flavor: str = "",
-    model_info: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "task": task,
-        "stage": stage,
-        "created_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-        "git": git_state(),
-        "params": dict(params),
-        "params_sha256": params_hash(params),
-        "data": data_hashes(data_dir),
-        "model": {
-            "file": model_file.name,
-            "sha256": sha256_file(model_file),
-            "flavor": flavor,
-            # What serving needs to load and answer: classes, architecture, input format.
-            "info": {k: v for k, v in (model_info or {}).items() if k != "pip_requirements"},
-        },
-        "tracking": dict(tracking),
-        "metrics": dict(metrics),
-        "timings": dict(timings),
-        "libraries": library_versions(),
-        "host": {"machine": platform.machine(), "system": platform.system()},
-    }
+    flavor: Flavor,
+    model_info: ModelInfo,
+) -> Manifest:
+    """The manifest of a model trained now, here: git state, library versions and host
+    measured, the data and the model file hashed."""
+    return Manifest(
+        schema_version=SCHEMA_VERSION,
+        task=task,
+        stage=stage,
+        created_at=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        git=GitState.model_validate(git_state()),
+        params=dict(params),
+        params_sha256=params_hash(params),
+        data=data_hashes(data_dir),
+        model=ModelRecord(
+            file=model_file.name, sha256=sha256_file(model_file), flavor=flavor, info=model_info
+        ),
+        tracking=TrackingRefs.model_validate(tracking),
+        metrics=dict(metrics),
+        timings=dict(timings),
+        libraries=library_versions(),
+        host=Host(machine=platform.machine(), system=platform.system()),
+    )
 
 
-def model_version(manifest: Mapping[str, Any]) -> str:
-    """``<stage>@<first 12 hex of the model file's sha256>``: what the server, telemetry, the
-    monitor, the registry tags and the releases call a model."""
-    return f"{manifest.get('stage', manifest['task'])}@{manifest['model']['sha256'][:12]}"
-
-
-def read_manifest(model_dir: Path) -> dict[str, Any]:
-    path = model_dir / MANIFEST
-    try:
-        manifest: dict[str, Any] = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise MltrailError(
-            f"{model_dir} has no {MANIFEST}", hint="is it a model folder written by mltrail train?"
-        ) from None
-    return manifest
-
-
-def check_files(model_dir: Path, manifest: Mapping[str, Any]) -> list[dict[str, Any]]:
+def check_files(model_dir: Path, manifest: Manifest) -> list[dict[str, Any]]:
     """Every file of the model folder the manifest hashes (the model file, and the ONNX copy
     and the monitoring reference when it names them), with ``status`` ``matches``,
     ``differs`` or ``missing``."""
-    model = manifest["model"]
-    entries = [("model", model)]
-    for role, entry in sorted((model.get("info") or {}).items()):
-        if isinstance(entry, Mapping) and "file" in entry and "sha256" in entry:
-            entries.append((role, entry))
     checked = []
-    for role, entry in entries:
-        path = model_dir / str(entry["file"])
-        actual = sha256_file(path) if path.is_file() else None
-        status = (
-            "missing" if actual is None else "matches" if actual == entry["sha256"] else "differs"
-        )
+    for role, entry in manifest.model.hashed_files().items():
+        status, actual = entry.check(model_dir)
         checked.append(
-            {"role": role, "file": str(entry["file"]), "sha256": entry["sha256"],
+            {"role": role, "file": entry.file, "sha256": entry.sha256,
              "actual_sha256": actual, "status": status}
         )  # fmt: skip
     return checked
@@ -199,18 +185,17 @@ def check_files(model_dir: Path, manifest: Mapping[str, Any]) -> list[dict[str, 
 def lineage(model_dir: Path, history: Path = Path("releases/history.jsonl")) -> dict[str, Any]:
     """A model's trail, machine-readable: its manifest, the check of every file the manifest
     hashes (``check.ok``), the state of each tracker export and its promotions."""
-    manifest = read_manifest(model_dir)
+    manifest = Manifest.read(model_dir)
     files = check_files(model_dir, manifest)
-    tracking = manifest["tracking"]
-    journal = tracking.get("journal")
+    journal = manifest.tracking.journal
     exports = {
         backend: read_state(Path(journal), backend) if journal else None
-        for backend in tracking.get("backends", {})
+        for backend in manifest.tracking.backends
     }
     return {
         "model_dir": str(model_dir),
-        "version": model_version(manifest),
-        "manifest": manifest,
+        "version": manifest.model_version,
+        "manifest": manifest.to_json(),
         "check": {"ok": all(f["status"] == "matches" for f in files), "files": files},
         "exports": exports,
         "promotions": _promotions(manifest, history),
@@ -269,11 +254,11 @@ def render(trail: Mapping[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _promotions(manifest: Mapping[str, Any], history: Path) -> list[dict[str, Any]]:
+def _promotions(manifest: Manifest, history: Path) -> list[dict[str, Any]]:
     """Where the model went after training: its promotions (``mltrail promote`` / ``retrain``)
     from the releases history, with the MLflow registry version and why."""
     if not history.is_file():
         return []
-    version = model_version(manifest)
+    version = manifest.model_version
     records = (json.loads(line) for line in history.read_text().splitlines() if line.strip())
     return [r for r in records if r.get("version") == version]

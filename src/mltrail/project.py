@@ -43,19 +43,17 @@ from string import Template
 
 from mltrail import __version__
 from mltrail.config import load_params
+from mltrail.contracts.tasks import task_spec, tracker_name, train_stage
 from mltrail.errors import DataError, MltrailError
 from mltrail.fsio import sha256_file, write_json
 
 log = logging.getLogger(__name__)
 
-TRACKERS = {
-    "none": "baseline",
-    "mlflow": "mlflow",
-    "wandb": "wandb",
-    "mlflow,wandb": "mlflow_wandb",
-}
-"""``--tracker`` -> the name of its training stage (``train_text_<name>``) and model folder
-(``models/text/<name>``); ``none`` is the paper's baseline."""
+TRACKERS = ("none", "mlflow", "wandb", "mlflow,wandb")
+"""``--tracker`` choices. Each names its training stage ``train_text_<name>`` and its model
+folder ``models/text/<name>`` (:func:`mltrail.contracts.tasks.tracker_name`: ``none`` is the
+paper's baseline, ``mlflow,wandb`` is ``mlflow_wandb``)."""
+TASK = task_spec("text")
 
 TEMPLATES = {  # template -> where it goes in the project
     "params.yaml": "params.yaml",
@@ -86,6 +84,11 @@ class Project:
     summary: CsvSummary
     committed: bool
     """False when git could not commit (no user.name / user.email): the files are staged."""
+
+
+def model_dir(tracker: str) -> str:
+    """The project's model folder for ``tracker``, named like its training stage."""
+    return f"models/{TASK.task}/{tracker_name(tracker)}"
 
 
 def template_text(name: str) -> str:
@@ -211,7 +214,6 @@ def render(
     summary: CsvSummary,
 ) -> dict[str, str]:
     """The project's text files, by path relative to the project (no file access)."""
-    stage_name = TRACKERS[tracker]
     values = {
         "name": name,
         "experiment": safe_name(name, "mltrail"),
@@ -224,8 +226,8 @@ def render(
         "text_name": text_column,
         "label_name": label_column,
         "tracker": tracker,
-        "stage": f"train_text_{stage_name}",
-        "model_dir": f"models/text/{stage_name}",
+        "stage": train_stage(TASK.task, tracker),
+        "model_dir": model_dir(tracker),
         "n_rows": f"{summary.rows:,}",
         "n_classes": str(len(summary.classes)),
     }
@@ -329,6 +331,5 @@ def init_project(
         )  # fmt: skip
     if commit.returncode != 0:
         log.warning("git did not commit: %s", (commit.stderr or commit.stdout).strip())
-    stage = f"train_text_{TRACKERS[tracker]}"
-    return Project(target, stage, f"models/text/{TRACKERS[tracker]}", data_file, summary,
-                   committed=commit.returncode == 0)  # fmt: skip
+    return Project(target, train_stage(TASK.task, tracker), model_dir(tracker), data_file,
+                   summary, committed=commit.returncode == 0)  # fmt: skip

@@ -20,8 +20,9 @@ from typing import Any
 import pytest
 
 from mltrail.config import Params, load_params
+from mltrail.contracts.pointer import Pointer
 from mltrail.errors import MltrailError
-from mltrail.monitor.promote import promote, read_pointer
+from mltrail.monitor.promote import promote
 from mltrail.monitor.retrain import retrain_once
 from mltrail.telemetry import read_labelled
 from tests.builders import text_rows, write_csv
@@ -140,7 +141,7 @@ def test_a_drop_in_live_accuracy_retrains_evaluates_promotes_and_serves(
     # Promoted three ways: the release, MLflow's alias, the pointer; the server serves it.
     new = steps["promote"]["version"]
     assert steps["reload"]["serving"] == new == _serving(server) != before
-    assert read_pointer(Path("releases/serving.json"))["text"] == str(
+    assert Pointer.read(Path("releases/serving.json")).text == str(
         Path(steps["promote"]["release"]).resolve()
     )
     client = MlflowClient(params.tracking.mlflow_uri)

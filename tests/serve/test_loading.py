@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from mltrail.contracts.manifest import Manifest
 from mltrail.models.text import load_text_model
 from mltrail.serve.loading import ModelLoadError, load, verify
 
@@ -89,7 +90,7 @@ def test_a_model_is_served_from_mlflow_by_run_and_by_registered_alias(
     run_id = _mlflow_run_id(workdir, manifest)
     monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
     by_run = load(f"runs:/{run_id}/mltrail-model", "text")
-    assert by_run.manifest["model"]["sha256"] == manifest["model"]["sha256"]
+    assert by_run.manifest == manifest
     client = MlflowClient(uri)
     client.create_registered_model("imdb")
     version = client.create_model_version("imdb", f"runs:/{run_id}/model", run_id=run_id)
@@ -102,9 +103,9 @@ def test_a_model_is_served_from_mlflow_by_run_and_by_registered_alias(
         load("models:/imdb@nobody", "text")
 
 
-def _mlflow_run_id(workdir: Path, manifest: dict[str, Any]) -> str:
+def _mlflow_run_id(workdir: Path, manifest: Manifest) -> str:
     from mltrail.tracking.journal import read_state
 
-    state = read_state(Path(manifest["tracking"]["journal"]), "mlflow")
+    state = read_state(Path(str(manifest.tracking.journal)), "mlflow")
     assert state is not None and state["status"] == "done"
     return str(state["run_id"])

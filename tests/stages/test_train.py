@@ -11,6 +11,7 @@ import torch
 
 from mltrail.cli import main
 from mltrail.config import Params
+from mltrail.contracts.manifest import ReferenceEntry
 from mltrail.errors import MltrailError
 from mltrail.fsio import sha256_file
 from mltrail.models.cnn_io import load_cnn
@@ -41,10 +42,10 @@ def test_text_metrics_are_identical_under_every_tracker(
         t: train_text.run(params, t, text_data, workdir / t.replace(",", "+"))
         for t in ("none", "mlflow", "wandb", "mlflow,wandb")
     }
-    scores = [{k: v for k, v in r["metrics"].items() if k not in TIMES} for r in results.values()]
+    scores = [{k: v for k, v in r.metrics.items() if k not in TIMES} for r in results.values()]
     assert all(s == scores[0] for s in scores)
     assert scores[0]["accuracy"] > 0.9  # the fixture's classes are separable
-    assert set(results["none"]["metrics"]) == {"accuracy", "f1_macro", "f1_weighted", *TIMES}
+    assert set(results["none"].metrics) == {"accuracy", "f1_macro", "f1_weighted", *TIMES}
 
 
 def test_text_outputs_and_manifest(workdir: Path, text_data: Path, make_params: Make) -> None:
@@ -55,21 +56,21 @@ def test_text_outputs_and_manifest(workdir: Path, text_data: Path, make_params: 
         "per_class.json", "predictions.csv", "reference.npz",
     ]  # fmt: skip
     # The monitoring reference is part of the model: named and hashed by the manifest.
-    assert manifest["model"]["info"]["reference"] == {
-        "file": "reference.npz", "sha256": sha256_file(out / "reference.npz"), "source": "test",
-    }  # fmt: skip
+    assert manifest.model.info.reference == ReferenceEntry(
+        file="reference.npz", sha256=sha256_file(out / "reference.npz"), source="test"
+    )
     top = json.loads((out / "explain.json").read_text())["top_terms"]
     assert set(top) == {"neg", "pos"} and top["pos"][0]["weight"] > 0
     on_disk = json.loads((out / "manifest.json").read_text())
-    assert on_disk == manifest
-    assert manifest["model"]["sha256"] == sha256_file(out / "model.npz")
+    assert on_disk == manifest.to_json() and on_disk["schema_version"] == 1
+    assert manifest.model.sha256 == sha256_file(out / "model.npz")
     profile = json.loads((text_data / "profile.json").read_text())
-    assert manifest["data"]["content_sha256"] == profile["content_sha256"]
-    assert manifest["params"]["max_iter"] == 1000 and len(manifest["params_sha256"]) == 64
-    assert manifest["stage"] == "train_text_mlflow"
-    assert manifest["libraries"]["scikit-learn"]
-    assert json.loads((out / "metrics.json").read_text()) == manifest["metrics"]
-    journal = Path(manifest["tracking"]["journal"])
+    assert manifest.data.content_sha256 == profile["content_sha256"]
+    assert manifest.params["max_iter"] == 1000 and len(manifest.params_sha256) == 64
+    assert manifest.stage == "train_text_mlflow"
+    assert manifest.libraries["scikit-learn"]
+    assert json.loads((out / "metrics.json").read_text()) == manifest.metrics
+    journal = Path(str(manifest.tracking.journal))
     state = read_state(journal, "mlflow")
     assert state is not None and state["status"] == "done"
     ops = [r["op"] for r in all_records(journal)]
@@ -83,9 +84,9 @@ def test_lineage_prints_the_chain(
     manifest = train_text.run(_tracked(make_params, workdir), "mlflow", text_data, out)
     assert main(["lineage", str(out)]) == 0
     text = capsys.readouterr().out
-    state = read_state(Path(manifest["tracking"]["journal"]), "mlflow")
+    state = read_state(Path(str(manifest.tracking.journal)), "mlflow")
     assert state is not None and f"run {state['run_id']}" in text
-    assert "matches the file" in text and manifest["model"]["sha256"][:16] in text
+    assert "matches the file" in text and manifest.model.sha256[:16] in text
     (out / "model.npz").write_bytes(b"tampered")
     assert main(["lineage", str(out)]) == 2
     assert "DOES NOT MATCH" in capsys.readouterr().out
@@ -125,17 +126,18 @@ def test_cnn_trains_and_mlflow_serves_the_same_model(
         "model.onnx", "model.pt", "per_class.json", "reference.npz", "saliency.png",
     ]  # fmt: skip
     # The ONNX copy the server runs is part of the model: named and hashed by the manifest.
-    onnx = manifest["model"]["info"]["onnx"]
-    assert onnx["file"] == "model.onnx" and onnx["sha256"] == sha256_file(out / "model.onnx")
+    onnx = manifest.model.info.onnx
+    assert onnx is not None and onnx.file == "model.onnx"
+    assert onnx.sha256 == sha256_file(out / "model.onnx")
     history = (out / "history.csv").read_text().splitlines()
     assert history[0].startswith("epoch,train_loss") and len(history) == 3
-    assert {"accuracy", "test_loss", "train_time_s", "predict_time_s"} <= set(manifest["metrics"])
+    assert {"accuracy", "test_loss", "train_time_s", "predict_time_s"} <= set(manifest.metrics)
     model = load_cnn(out / "model.pt", "fast")
     with np.load(cifar_data / "test.npz") as test:
         x = torch.from_numpy(test["x"][:8])
     with torch.inference_mode():
         local = model(x).numpy()
-    state = read_state(Path(manifest["tracking"]["journal"]), "mlflow")
+    state = read_state(Path(str(manifest.tracking.journal)), "mlflow")
     assert state is not None and state["status"] == "done", state
     mlflow.set_tracking_uri(f"sqlite:///{workdir / 'mlflow.db'}")
     served = mlflow.pyfunc.load_model(f"runs:/{state['run_id']}/model").predict(x.numpy())
@@ -156,7 +158,7 @@ def test_cnn_is_seeded(workdir: Path, cifar_data: Path, make_params: Make) -> No
     params = make_params("train_cifar10.epochs=1", "train_cifar10.batch_size=32")
     a = train_cifar10.run(params, "none", cifar_data, workdir / "a", progress=False)
     b = train_cifar10.run(params, "none", cifar_data, workdir / "b", progress=False)
-    assert a["metrics"]["test_loss"] == b["metrics"]["test_loss"]
+    assert a.metrics["test_loss"] == b.metrics["test_loss"]
     assert sha256_file(workdir / "a/model.pt") == sha256_file(workdir / "b/model.pt")
 
 
@@ -165,7 +167,7 @@ def test_paper_recipe_is_a_params_choice(
 ) -> None:
     params = make_params("train_cifar10.recipe=paper", "train_cifar10.epochs=1")
     manifest = train_cifar10.run(params, "none", cifar_data, workdir / "p", progress=False)
-    assert manifest["params"]["recipe"] == "paper"
+    assert manifest.params["recipe"] == "paper"
     model = load_cnn(workdir / "p/model.pt", "paper")
     assert sum(p.numel() for p in model.parameters()) == 122_570  # the TF tutorial's count
 

@@ -37,7 +37,7 @@ def text_model(workdir: Path, text_data: Path, make_params: Callable[..., object
         out,
         "sklearn",
         "model.npz",
-        manifest["model"]["sha256"],
+        manifest.model.sha256,
         {"pip_requirements": ["scikit-learn"]},
     )
 

@@ -28,6 +28,8 @@ from typing import Any
 import yaml
 
 from mltrail.config import BenchParams, Params
+from mltrail.contracts.layout import METRICS_FILE, PROFILE_FILE
+from mltrail.contracts.manifest import Manifest
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_write_text, dumps_json, write_json
 from mltrail.tracking.journal import pid_alive
@@ -140,7 +142,7 @@ class Matrix:
     def prepare(self, task: str) -> Path:
         """The task's data at the bench's size (prepared once per setting)."""
         out = self.data_dir(task)
-        if (out / "profile.json").is_file():
+        if (out / PROFILE_FILE).is_file():
             return out
         if task == "text":
             sizes = [f"text.sample_rows={_yaml(self.bench.text_rows)}"]
@@ -201,7 +203,7 @@ class Matrix:
             if cell.task == "cifar10":
                 argv.append("--no-progress")
         started, wall = self._call(argv)
-        metrics = json.loads((out / "metrics.json").read_text())
+        metrics = json.loads((out / METRICS_FILE).read_text())
         result: dict[str, Any] = {"cell": asdict(cell), "condition": cell.condition}
         result |= {"wall_s": wall, "metrics": metrics, "tool_runtime_s": {}, "tool_runs": {}}
         if cell.way == PAPER:
@@ -255,8 +257,10 @@ def _yaml(value: int | None) -> str:
 
 
 def _run_dir(out: Path) -> Path:
-    manifest = json.loads((out / "manifest.json").read_text())
-    return Path(manifest["tracking"]["journal"])
+    journal = Manifest.read(out).tracking.journal
+    if journal is None:
+        raise MltrailError(f"{out}'s manifest names no run journal: was it trained untracked?")
+    return Path(journal)
 
 
 def _tool_runtimes(runs: dict[str, Any]) -> dict[str, float]:

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import Any
 
 from mltrail.config import Params, load_params
+from mltrail.contracts.layout import METRICS_FILE
+from mltrail.contracts.tasks import task_spec
 from mltrail.fsio import write_json
 
 Log = Callable[[Mapping[str, float], int | None], None]
@@ -35,8 +37,9 @@ def train_text(params: Params, data_dir: Path, log: Log) -> tuple[Any, dict[str,
     from mltrail.models.metrics import classification_scores
     from mltrail.models.text import build_text_pipeline
 
-    train = pd.read_parquet(data_dir / "train.parquet")
-    test = pd.read_parquet(data_dir / "test.parquet")
+    layout = task_spec("text").prepared
+    train = pd.read_parquet(data_dir / layout.train)
+    test = pd.read_parquet(data_dir / layout.test)
     model = build_text_pipeline(params.train_text)
     with threadpool_limits(limits=1, user_api="blas"):  # as mltrail train text
         start = time.perf_counter()
@@ -59,7 +62,8 @@ def train_cifar10(params: Params, data_dir: Path, log: Log) -> tuple[Any, dict[s
     from mltrail.stages.train_cifar10 import resolve_recipe
 
     section = params.train_cifar10
-    with np.load(data_dir / "train.npz") as train, np.load(data_dir / "test.npz") as test:
+    layout = task_spec("cifar10").prepared
+    with np.load(data_dir / layout.train) as train, np.load(data_dir / layout.test) as test:
         x_train, y_train, x_test, y_test = train["x"], train["y"], test["x"], test["y"]
     result = train_cnn(
         x_train, y_train, x_test, y_test, resolve_recipe(section), section.epochs, section.seed,
@@ -143,7 +147,7 @@ def main(argv: list[str]) -> int:
         log(metrics, None)
         log_model(model, example)
     Path(out).mkdir(parents=True, exist_ok=True)
-    write_json(Path(out) / "metrics.json", metrics)
+    write_json(Path(out) / METRICS_FILE, metrics)
     write_json(Path(out) / "run.json", where)
     print(json.dumps(metrics))
     return 0

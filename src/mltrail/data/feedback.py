@@ -26,10 +26,9 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from mltrail.contracts.tasks import task_spec
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_file, sha256_file
-
-SUFFIX = {"text": ".parquet", "cifar10": ".npz"}
 
 
 def _check_pulled(folder: Path) -> None:
@@ -48,7 +47,7 @@ def batch_files(folder: Path | None, task: str, part: str = "train") -> list[Pat
     if folder is None or not folder.is_dir():
         return []
     _check_pulled(folder)
-    return sorted(folder.glob(f"{part}-*{SUFFIX[task]}"))
+    return sorted(folder.glob(f"{part}-*{task_spec(task).prepared.suffix}"))
 
 
 def provenance(files: Sequence[Path]) -> dict[str, Any]:
@@ -118,12 +117,13 @@ def write_batch(
         raise MltrailError("no labelled production data to add")
     folder.mkdir(parents=True, exist_ok=True)
     held = np.array([in_eval(i, eval_fraction) for i in ids], dtype=bool)
-    paths = {part: folder / f"{part}-{stamp}{SUFFIX[task]}" for part in ("train", "eval")}
+    layout = task_spec(task).prepared
+    paths = {part: folder / f"{part}-{stamp}{layout.suffix}" for part in ("train", "eval")}
     y = np.asarray(labels, dtype=np.int64)
     now = np.ones(len(ids), dtype=bool) if recent is None else np.asarray(recent, dtype=bool)
     for part, mask in (("train", ~held), ("eval", held)):
         with atomic_file(paths[part]) as tmp:
-            if task == "text":
+            if layout.format == "parquet":
                 texts = np.asarray(inputs, dtype=object)[mask]
                 frame = pd.DataFrame({"text": texts, "label": y[mask], "recent": now[mask]})
                 frame.to_parquet(tmp, index=False)

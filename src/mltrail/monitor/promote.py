@@ -18,28 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from mltrail.config import Params
+from mltrail.contracts.manifest import Manifest
+from mltrail.contracts.pointer import Pointer
+from mltrail.contracts.tasks import task_spec
 from mltrail.errors import MltrailError
-from mltrail.fsio import atomic_dir, write_json
-from mltrail.lineage import model_version
+from mltrail.fsio import atomic_dir
 from mltrail.serve.loading import verify
 
 log = logging.getLogger(__name__)
-KIND = {"text": "text", "cifar10": "image"}  # task -> the server's model kind
-
-
-def read_pointer(path: Path) -> dict[str, str]:
-    if not path.is_file():
-        return {}
-    try:
-        found = json.loads(path.read_text())
-    except json.JSONDecodeError as exc:
-        raise MltrailError(f"{path} is not a serving pointer: {exc}") from None
-    return {k: str(v) for k, v in found.items() if k in ("text", "image")}
 
 
 def serving_source(params: Params, task: str) -> str:
-    pointer = read_pointer(Path(params.retrain.pointer_file))
-    source = pointer.get(KIND[task])
+    pointer = Pointer.read(Path(params.retrain.pointer_file))
+    source = pointer.source(task_spec(task).kind)
     if not source:
         raise MltrailError(
             f"no {task} model is promoted yet ({params.retrain.pointer_file} names none)",
@@ -58,14 +49,15 @@ def _absolute(uri: str) -> str:
     return uri
 
 
-def _register(model_dir: Path, manifest: dict[str, Any], params: Params) -> dict[str, Any]:
+def _register(model_dir: Path, manifest: Manifest, params: Params) -> dict[str, Any]:
     """Register the model's MLflow run output and move the alias to it; {} when the model
     was not tracked in MLflow (the pointer alone then records the promotion)."""
     from mltrail.tracking.journal import read_state
     from mltrail.tracking.run import wait_for_export
 
-    journal = manifest.get("tracking", {}).get("journal")
-    if not journal or "mlflow" not in manifest.get("tracking", {}).get("backends", {}):
+    journal = manifest.tracking.journal
+    target = manifest.tracking.backends.get("mlflow")
+    if not journal or target is None:
         return {}
     states = wait_for_export(Path(journal), ["mlflow"])
     state = states["mlflow"] or read_state(Path(journal), "mlflow") or {}
@@ -77,7 +69,7 @@ def _register(model_dir: Path, manifest: dict[str, Any], params: Params) -> dict
     import mlflow
     from mlflow.tracking import MlflowClient
 
-    uri = _absolute(manifest["tracking"]["backends"]["mlflow"])
+    uri = _absolute(target)
     client = MlflowClient(uri)
     mlflow.set_tracking_uri(uri)
     name, alias = params.retrain.registered_model, params.retrain.alias
@@ -87,7 +79,7 @@ def _register(model_dir: Path, manifest: dict[str, Any], params: Params) -> dict
     # fetches for ``models:/<name>@<alias>``.
     found = mlflow.register_model(f"runs:/{run_id}/model", name)
     client.set_registered_model_alias(name, alias, found.version)
-    client.set_model_version_tag(name, found.version, "mltrail.version", model_version(manifest))
+    client.set_model_version_tag(name, found.version, "mltrail.version", manifest.model_version)
     return {"tracking_uri": uri, "name": name, "version": str(found.version), "alias": alias,
             "run_id": run_id, "uri": f"models:/{name}@{alias}"}  # fmt: skip
 
@@ -95,8 +87,9 @@ def _register(model_dir: Path, manifest: dict[str, Any], params: Params) -> dict
 def promote(model_dir: Path, params: Params, reasons: dict[str, Any]) -> dict[str, Any]:
     """Make ``model_dir`` (a verified model folder) the serving model of its task."""
     manifest = verify(model_dir)
-    task = manifest["task"]
-    version = model_version(manifest)
+    task = manifest.task
+    kind = task_spec(task).kind
+    version = manifest.model_version
     release = Path(params.retrain.releases_dir) / task / version.replace("@", "-")
     if not release.is_dir():
         with atomic_dir(release) as tmp:
@@ -106,9 +99,8 @@ def promote(model_dir: Path, params: Params, reasons: dict[str, Any]) -> dict[st
     verify(release)
     registry = _register(release, manifest, params)
     pointer_path = Path(params.retrain.pointer_file)
-    pointer = read_pointer(pointer_path)
-    previous = pointer.get(KIND[task])
-    pointer[KIND[task]] = str(release.resolve())
+    pointer = Pointer.read(pointer_path)
+    previous = pointer.source(kind)
     record = {
         "time": time.time(),
         "task": task,
@@ -116,11 +108,11 @@ def promote(model_dir: Path, params: Params, reasons: dict[str, Any]) -> dict[st
         "release": str(release),
         "previous": previous,
         "registry": registry,
-        "git": manifest.get("git"),
-        "data_sha256": manifest.get("data", {}).get("content_sha256"),
+        "git": manifest.git.to_json(),
+        "data_sha256": manifest.data.content_sha256,
         "reasons": reasons,
     }
-    write_json(pointer_path, pointer)  # last: the servers switch now
+    pointer.with_source(kind, str(release.resolve())).write(pointer_path)  # last: servers switch
     history = pointer_path.parent / "history.jsonl"
     with history.open("a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
@@ -136,7 +128,7 @@ def reload_server(
     import httpx
 
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-    kind = KIND[task]
+    kind = task_spec(task).kind
     with httpx.Client(base_url=url, headers=headers, timeout=timeout_s) as client:
         response = client.post("/admin/reload", json={f"{kind}_model": source})
         if response.status_code != 200:

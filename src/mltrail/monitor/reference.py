@@ -31,7 +31,6 @@ from mltrail.monitor.features import (
     text_predictor,
 )
 
-REFERENCE_FILE = "reference.npz"
 FORMAT = "mltrail.reference/1"
 PROJECTION_DIMS = 4
 MAX_ROWS = 10_000  # held-out rows kept: plenty for two-sample tests against a 200-row window

@@ -38,11 +38,12 @@ import numpy as np
 import yaml
 
 from mltrail.config import Params
+from mltrail.contracts.tasks import task_spec
 from mltrail.data import feedback
 from mltrail.errors import MltrailError
 from mltrail.fsio import sha256_file
-from mltrail.monitor.promote import KIND, promote, reload_server, serving_source
-from mltrail.monitor.run import ENDPOINTS, monitored_model, run_check
+from mltrail.monitor.promote import promote, reload_server, serving_source
+from mltrail.monitor.run import monitored_model, run_check
 from mltrail.telemetry import read_labelled
 
 log = logging.getLogger(__name__)
@@ -127,7 +128,7 @@ def _run(command: list[str], log_file: Path) -> None:
 
 def _load_split(task: str, path: Path, recent_only: bool = False) -> tuple[Any, np.ndarray]:
     """A test split or a feedback batch (``recent_only``: its rows served since the shift)."""
-    if task == "text":
+    if task_spec(task).prepared.format == "parquet":
         import pandas as pd
 
         frame = pd.read_parquet(path)
@@ -146,7 +147,7 @@ def accuracy(source: str, task: str, inputs: Any, labels: np.ndarray) -> float |
 
     if len(labels) == 0:
         return None
-    model = load(source, KIND[task])
+    model = load(source, task_spec(task).kind)
     hits = 0
     for start in range(0, len(labels), 500):
         probs = model.predict_proba(inputs[start : start + 500])
@@ -183,6 +184,7 @@ def retrain_once(
     """One pass of the loop; returns (and appends to ``loop.jsonl``) its record."""
     p = params.retrain
     task = p.task
+    spec = task_spec(task)
     record = Pass(task)
     log_path = out_dir / task / LOOP
     run_dvc = dvc or (lambda args, log_file: _run([sys.executable, "-m", "dvc", *args], log_file))
@@ -199,7 +201,7 @@ def retrain_once(
             return record.as_dict()
 
         after = _last_feedback_time(log_path)
-        rows = read_labelled(store, ENDPOINTS[task], after)
+        rows = read_labelled(store, spec.endpoint, after)
         if not rows:
             raise MltrailError(
                 "no labelled production data to retrain on since the last batch",
@@ -225,14 +227,13 @@ def retrain_once(
         candidate_model = monitored_model(candidate)
         record.step("repro", "done", stage=p.stage, seconds=time.time() - started,
                     candidate=candidate_model.version, log=str(dvc_log),
-                    data_sha256=candidate_model.manifest["data"].get("content_sha256"))  # fmt: skip
+                    data_sha256=candidate_model.manifest.data.content_sha256)  # fmt: skip
         if candidate_model.version == model.version:
             record.outcome = "not promoted: the candidate is the serving model"
             record.step("promote", "skipped", message=record.outcome)
             return record.as_dict()
 
-        suffix = feedback.SUFFIX[task]
-        test_inputs, test_labels = _load_split(task, data_dir / f"test{suffix}")
+        test_inputs, test_labels = _load_split(task, data_dir / spec.prepared.test)
         # Recent traffic: the held-out rows served since the shift, when there are enough.
         recent = batch.rows["eval_recent"] >= MIN_RECENT
         fb_inputs, fb_labels = _load_split(task, batch.eval, recent_only=recent)

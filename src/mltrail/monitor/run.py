@@ -9,28 +9,33 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-from mltrail.config import MonitorParams
+from mltrail.config import MonitorParams, Task
+from mltrail.contracts.manifest import Manifest
+from mltrail.contracts.tasks import task_spec
 from mltrail.errors import MltrailError
-from mltrail.lineage import model_version
 from mltrail.monitor.policy import Check, check_window
 from mltrail.monitor.reference import Reference
 from mltrail.monitor.report import write_outputs
 from mltrail.monitor.summary import summarize
 from mltrail.telemetry import read_window
 
-ENDPOINTS = {"text": "/predict/text", "cifar10": "/predict/image"}
 HISTORY = 3000  # predictions shown on the report's timeline
 
 
 @dataclass
 class MonitoredModel:
     source: str
-    task: str
-    version: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     reference: Reference
+
+    @property
+    def task(self) -> Task:
+        return self.manifest.task
+
+    @property
+    def version(self) -> str:
+        return self.manifest.model_version
 
 
 def monitored_model(source: str) -> MonitoredModel:
@@ -46,13 +51,13 @@ def monitored_model(source: str) -> MonitoredModel:
             f"{source} was trained without a monitoring reference",
             hint="retrain it with this version of mltrail (`dvc repro`)",
         )
-    return MonitoredModel(source, manifest["task"], model_version(manifest), manifest, reference)
+    return MonitoredModel(source, manifest, reference)
 
 
 def run_check(
     store: str, model: MonitoredModel, params: MonitorParams, out_dir: Path | None
 ) -> Check:
-    endpoint = ENDPOINTS[model.task]
+    endpoint = task_spec(model.task).endpoint
     window = read_window(store, endpoint=endpoint, limit=params.window,
                          model_version=model.version)  # fmt: skip
     check = check_window(window, model.reference, params, model.version)

@@ -18,7 +18,6 @@ non-zero when the loop did not close (no retrain decision, no promotion, no reco
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -34,6 +33,7 @@ import numpy as np
 import yaml
 from numpy.typing import NDArray
 
+from mltrail.contracts.tasks import kind_spec
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_write_text, write_json
 from mltrail.telemetry import DEFAULT_STORE
@@ -48,6 +48,7 @@ SHIFTS: dict[str, Callable[[NDArray[np.uint8]], NDArray[np.uint8]]] = {
     "rotate": lambda x: np.ascontiguousarray(np.rot90(x, k=1, axes=(2, 3))),
 }
 BATCH = 10  # images per request
+IMAGE_ENDPOINT = kind_spec("image").endpoint
 
 
 @dataclass
@@ -146,9 +147,9 @@ def _send(
 ) -> None:  # fmt: skip
     for start in range(0, len(y), BATCH):
         images = x[start : start + BATCH].transpose(0, 2, 3, 1)  # HWC, 0-255: the API's layout
-        r = client.post("/predict/image", json={"images": images.tolist()})
+        r = client.post(IMAGE_ENDPOINT, json={"images": images.tolist()})
         if r.status_code != 200:
-            raise MltrailError(f"/predict/image answered {r.status_code}: {r.text[:300]}")
+            raise MltrailError(f"{IMAGE_ENDPOINT} answered {r.status_code}: {r.text[:300]}")
         body = r.json()
         for prediction, label in zip(body["predictions"], y[start : start + BATCH], strict=True):
             traffic.served.append((phase, prediction["label"], int(label), body["model_version"]))
@@ -204,6 +205,7 @@ def run_scenario(
 
     from mltrail.bench.machine import machine
     from mltrail.config import load_params
+    from mltrail.contracts.pointer import Pointer
     from mltrail.monitor.promote import promote
     from mltrail.monitor.retrain import retrain_once
     from mltrail.monitor.run import monitored_model, run_check
@@ -286,8 +288,8 @@ def run_scenario(
             after_y = shifted_y[sent : sent + phase_size]
             _send(client, traffic, "after retrain", after_x, after_y, label_share, rng)
             time.sleep(1.0)
-            promoted = monitored_model(str(Path(json.loads(
-                (project / "releases/serving.json").read_text())["image"])))  # fmt: skip
+            serving_now = Pointer.read(Path(params.retrain.pointer_file)).image
+            promoted = monitored_model(str(serving_now))
             final = run_check(store, promoted, params.monitor, checks)
             phases.append({"phase": "after retrain", "check": final.decision,
                            "reasons": [r.message for r in final.reasons]})  # fmt: skip

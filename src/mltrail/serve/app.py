@@ -17,7 +17,6 @@ import contextlib
 import gc
 import hmac
 import io
-import json
 import logging
 import random
 import time
@@ -35,6 +34,8 @@ from numpy.typing import NDArray
 from pydantic import ValidationError
 
 from mltrail import __version__
+from mltrail.contracts.pointer import Pointer
+from mltrail.contracts.tasks import KINDS, PREDICT_ENDPOINTS, kind_spec
 from mltrail.errors import MltrailError
 from mltrail.serve import schemas
 from mltrail.serve.loading import LoadedModel, load
@@ -50,11 +51,14 @@ from mltrail.telemetry import (
 )
 
 log = logging.getLogger("mltrail.serve")
-KINDS = ("text", "image")
-ENDPOINTS = {
-    "/health", "/ready", "/version", "/metrics", "/predict/text", "/predict/image", "/feedback",
+TEXT_ENDPOINT = kind_spec("text").endpoint
+IMAGE_ENDPOINT = kind_spec("image").endpoint
+METRIC_PATHS = frozenset({
+    "/health", "/ready", "/version", "/metrics", *PREDICT_ENDPOINTS, "/feedback",
     "/admin/reload", "/docs", "/openapi.json",
-}  # fmt: skip
+})  # fmt: skip
+"""The routes request metrics are labelled with; any other path counts as ``other`` (a label
+per path a client makes up would grow Prometheus' series without bound)."""
 RECENT_IDS = 1_000_000  # prediction ids remembered for /feedback (older ones: the store)
 IMAGE_TYPES = ("image/png", "image/jpeg")
 
@@ -91,13 +95,14 @@ class ServerState:
 
     def configured(self) -> dict[str, str]:
         """The models to serve: the settings', else the pointer file's (as it was at start)."""
-        wanted = {"text": self.settings.text_model, "image": self.settings.image_model}
+        wanted = Pointer(text=self.settings.text_model, image=self.settings.image_model)
         pointer = self.settings.pointer_file
-        if pointer and not all(wanted.values()):
-            with contextlib.suppress(OSError, ValueError, AttributeError):
-                found = json.loads(Path(pointer).read_text())
-                wanted = {k: v or found.get(k) for k, v in wanted.items()}
-        return {k: str(v) for k, v in wanted.items() if v}
+        if pointer and len(wanted.sources()) < len(KINDS):
+            try:
+                wanted = wanted.fill(Pointer.read(Path(pointer)))
+            except MltrailError as exc:
+                log.warning("%s", exc)
+        return dict(wanted.sources())
 
     def model(self, kind: str) -> LoadedModel:
         found = self.models.get(kind)
@@ -121,7 +126,7 @@ def _limits_and_metrics(app: ASGIApp, state: ServerState) -> ASGIApp:
             await app(scope, receive, send)
             return
         started = time.perf_counter()
-        path = scope["path"] if scope["path"] in ENDPOINTS else "other"
+        path = scope["path"] if scope["path"] in METRIC_PATHS else "other"
         status = 500
 
         async def send_seen(message: Message) -> None:
@@ -231,7 +236,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
             "mltrail": __version__,
             "image_tag": settings.image_tag,
             "models": {
-                kind: {"version": m.version, "source": m.source, "manifest": m.manifest}
+                kind: {"version": m.version, "source": m.source, "manifest": m.manifest.to_json()}
                 for kind, m in state.models.items()
             },
         }
@@ -243,7 +248,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.post(
-        "/predict/text",
+        TEXT_ENDPOINT,
         tags=["predict"],
         dependencies=auth,
         response_model=schemas.PredictResponse,
@@ -268,11 +273,11 @@ def create_app(settings: ServeSettings) -> FastAPI:
         if body.explain and model.explain is not None:
             explain = model.explain
             explanations = [explain(t, int(p.argmax())) for t, p in zip(texts, probs, strict=True)]
-        return _answer(state, model, "/predict/text", probs, profiles, inference_ms,
+        return _answer(state, model, TEXT_ENDPOINT, probs, profiles, inference_ms,
                        body.probabilities, explanations, texts)  # fmt: skip
 
     @app.post(
-        "/predict/image",
+        IMAGE_ENDPOINT,
         tags=["predict"],
         dependencies=auth,
         response_model=schemas.PredictResponse,
@@ -308,7 +313,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         probs, profiles = await run_in_threadpool(model.predict, images)
         inference_ms = (time.perf_counter() - started) * 1000
         return _answer(
-            state, model, "/predict/image", probs, profiles, inference_ms, want_probs,
+            state, model, IMAGE_ENDPOINT, probs, profiles, inference_ms, want_probs,
             inputs=images,
         )  # fmt: skip
 
@@ -340,7 +345,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         responses={409: {"model": schemas.ErrorResponse, "description": "reload failed"}},
     )
     async def admin_reload(body: schemas.ReloadRequest) -> schemas.ReloadResponse:
-        wanted = {"text": body.text_model, "image": body.image_model}
+        wanted = Pointer(text=body.text_model, image=body.image_model)
         return schemas.ReloadResponse(reloaded=await _reload(state, wanted))
 
     @app.exception_handler(MltrailError)
@@ -488,14 +493,14 @@ def _decode(blob: bytes) -> NDArray[np.float32]:
     return np.ascontiguousarray(array.transpose(2, 0, 1))
 
 
-async def _reload(state: ServerState, wanted: dict[str, str | None]) -> dict[str, str]:
+async def _reload(state: ServerState, wanted: Pointer) -> dict[str, str]:
     """Load each wanted model beside the serving one; swap only when all loaded."""
-    wanted = {k: v for k, v in wanted.items() if v}
-    if not wanted:
+    sources = wanted.sources()
+    if not sources:
         raise HTTPException(422, "name a text_model and/or an image_model to load")
     async with state.reload_lock:
         loaded = {}
-        for kind, source in wanted.items():
+        for kind, source in sources.items():
             try:
                 loaded[kind] = await run_in_threadpool(load, str(source), kind)
             except MltrailError as exc:
@@ -523,8 +528,7 @@ async def _watch_pointer(state: ServerState, every_s: float = 1.0) -> None:
             if mtime != state.pointer_mtime:
                 state.pointer_mtime = mtime
                 try:
-                    pointer = json.loads(path.read_text())
-                    await _reload(state, {k: pointer.get(k) for k in KINDS})
-                except (json.JSONDecodeError, AttributeError, HTTPException) as exc:
+                    await _reload(state, Pointer.read(path))
+                except (MltrailError, HTTPException) as exc:
                     log.warning("pointer file %s: %s", path, getattr(exc, "detail", exc))
         await asyncio.sleep(every_s)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import json
 import os
 import tempfile
 from collections.abc import Callable
@@ -26,9 +25,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from mltrail.contracts.manifest import HashedFile, Manifest, ManifestError, OnnxCopy
+from mltrail.contracts.tasks import Kind, kind_spec
 from mltrail.errors import MltrailError
-from mltrail.fsio import sha256_file
-from mltrail.lineage import MANIFEST, model_version
 from mltrail.monitor.features import (
     ImageProjection,
     Predict,
@@ -49,9 +48,9 @@ class ModelLoadError(MltrailError):
 
 @dataclass(frozen=True)
 class LoadedModel:
-    kind: str  # text | image
+    kind: Kind
     source: str
-    manifest: dict[str, Any]
+    manifest: Manifest
     classes: list[str]
     predict: Predict
     """Inputs -> (class probabilities, one row per input; the input profiles)."""
@@ -66,31 +65,26 @@ class LoadedModel:
     @property
     def version(self) -> str:
         """``<stage>@<first 12 hex of the model file's sha256>``: what telemetry records."""
-        return model_version(self.manifest)
+        return self.manifest.model_version
 
 
-def verify(model_dir: Path) -> dict[str, Any]:
+def verify(model_dir: Path) -> Manifest:
     """The folder's manifest, once its model file is there and matches its sha256."""
     try:
-        manifest: dict[str, Any] = json.loads((model_dir / MANIFEST).read_text())
-        expected = manifest["model"]["sha256"]
-        model_file = model_dir / manifest["model"]["file"]
-    except FileNotFoundError:
-        raise ModelLoadError(
-            f"{model_dir} has no {MANIFEST}",
-            hint="point at a folder written by `mltrail train` (models/<task>/<tracker>)",
-        ) from None
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ModelLoadError(f"{model_dir / MANIFEST} is not an mltrail manifest: {exc}") from None
-    if not model_file.is_file():
+        manifest = Manifest.read(model_dir)
+    except ManifestError as exc:
+        raise ModelLoadError(exc.message, hint=exc.hint) from None
+    model_file = model_dir / manifest.model.file
+    status, actual = manifest.model.check(model_dir)
+    if status == "missing":
         raise ModelLoadError(
             f"{model_file} is missing", hint="restore it (`dvc pull`) or retrain (`dvc repro`)"
         )
-    actual = sha256_file(model_file)
-    if actual != expected:
+    if status == "differs":
         raise ModelLoadError(
-            f"{model_file} has sha256 {actual[:16]}..., its manifest says {expected[:16]}...: "
-            "the file was changed after training; refusing to load it",
+            f"{model_file} has sha256 {str(actual)[:16]}..., its manifest says "
+            f"{manifest.model.sha256[:16]}...: the file was changed after training; refusing "
+            "to load it",
             hint="restore the model (`dvc checkout`) or retrain it",
         )
     return manifest
@@ -121,60 +115,67 @@ def resolve(source: str) -> Path:
 
 
 def load(source: str, kind: str) -> LoadedModel:
+    loader = _LOADERS.get(kind)
+    if loader is None:
+        raise ModelLoadError(f"no loader for {kind!r} models", hint=f"one of {', '.join(_LOADERS)}")
     model_dir = resolve(source)
     manifest = verify(model_dir)
-    task = manifest.get("task")
-    if (kind, task) not in (("text", "text"), ("image", "cifar10")):
+    task = manifest.task
+    if kind_spec(kind).task != task:
         raise ModelLoadError(f"{source} is a {task} model, not an {kind} model")
-    info = manifest["model"].get("info", {})
-    classes = [str(c) for c in info.get("classes", [])]
+    classes = manifest.model.info.classes
     if not classes:
         raise ModelLoadError(f"{source}: its manifest names no classes", hint="retrain it")
-    if kind == "text":
-        return _load_text(source, manifest, classes, model_dir)
-    return _load_image(source, manifest, classes, model_dir, str(info.get("architecture")))
+    return loader(source, manifest, classes, model_dir)
 
 
-def load_verified_reference(model_dir: Path, manifest: dict[str, Any]) -> Reference | None:
+def load_verified_reference(model_dir: Path, manifest: Manifest) -> Reference | None:
     """The model's monitoring reference (for the projections its profiles carry), verified
     like the model file; ``None`` for a model trained before references existed."""
     from mltrail.monitor.reference import load_reference
 
-    entry = manifest["model"].get("info", {}).get("reference")
-    if not entry:
+    entry = manifest.model.info.reference
+    if entry is None:
         return None
-    path = model_dir / entry["file"]
-    if not path.is_file() or sha256_file(path) != entry["sha256"]:
-        raise ModelLoadError(
-            f"{path} is missing or differs from its manifest's sha256; refusing to load",
-            hint="restore the model folder (`dvc checkout`) or retrain it",
-        )
-    return load_reference(path)
+    _require_match(model_dir, entry)
+    return load_reference(model_dir / entry.file)
 
 
-def _load_text(
-    source: str, manifest: dict[str, Any], classes: list[str], model_dir: Path
-) -> LoadedModel:
+def _require_match(model_dir: Path, entry: HashedFile) -> None:
+    status, _ = entry.check(model_dir)
+    if status != "matches":
+        raise _mismatch(model_dir / entry.file)
+
+
+def _mismatch(path: Path) -> ModelLoadError:
+    return ModelLoadError(
+        f"{path} is missing or differs from its manifest's sha256; refusing to load",
+        hint="restore the model folder (`dvc checkout`) or retrain it",
+    )
+
+
+def _load_text(source: str, manifest: Manifest, classes: list[str], model_dir: Path) -> LoadedModel:
     from mltrail.models.text import TextScorer, load_text_model
 
     reference = load_verified_reference(model_dir, manifest)
     scorer = TextScorer(
-        load_text_model(model_dir / manifest["model"]["file"]),
+        load_text_model(model_dir / manifest.model.file),
         None if reference is None else reference.projection,
     )
     return LoadedModel("text", source, manifest, classes, text_predictor(scorer), scorer.explain)
 
 
 def _load_image(
-    source: str, manifest: dict[str, Any], classes: list[str], model_dir: Path, arch: str
+    source: str, manifest: Manifest, classes: list[str], model_dir: Path
 ) -> LoadedModel:
     reference = load_verified_reference(model_dir, manifest)
     projection = (
         None if reference is None
         else ImageProjection(reference.projection_mean, reference.projection)
     )  # fmt: skip
-    onnx_entry = manifest["model"].get("info", {}).get("onnx")
+    onnx_entry = manifest.model.info.onnx
     if _cnn_runtime(source, onnx_entry) == "onnx":
+        assert onnx_entry is not None
         session = _onnx_session(model_dir, onnx_entry)
         predict = onnx_image_predictor(session, projection)
         return LoadedModel("image", source, manifest, classes, predict, runtime="onnx")
@@ -188,12 +189,19 @@ def _load_image(
             f"with onnxruntime (mltrail[serve]) and ${CNN_RUNTIME_ENV} unset, or install torch "
             "(mltrail[torch])",
         ) from None
-    model = load_cnn(model_dir / manifest["model"]["file"], arch)
+    model = load_cnn(model_dir / manifest.model.file, str(manifest.model.info.architecture))
     predict = image_predictor(model, projection)
     return LoadedModel("image", source, manifest, classes, predict, runtime="torch")
 
 
-def _cnn_runtime(source: str, onnx_entry: Any) -> str:
+_LOADERS: dict[str, Callable[[str, Manifest, list[str], Path], LoadedModel]] = {
+    "text": _load_text,
+    "image": _load_image,
+}
+"""A loader per server kind (mltrail.contracts.tasks.KINDS)."""
+
+
+def _cnn_runtime(source: str, onnx_entry: OnnxCopy | None) -> str:
     """``onnx`` or ``torch``, from ``$MLTRAIL_CNN_RUNTIME`` and what the model and the
     environment have."""
     wanted = os.environ.get(CNN_RUNTIME_ENV, "auto").strip().lower() or "auto"
@@ -217,21 +225,18 @@ def _cnn_runtime(source: str, onnx_entry: Any) -> str:
     return "onnx"
 
 
-def _onnx_session(model_dir: Path, entry: dict[str, Any]) -> Any:
+def _onnx_session(model_dir: Path, entry: OnnxCopy) -> Any:
     """An ONNX Runtime session (CPU) on the model's ONNX copy, once its bytes match the
     manifest's sha256: the bytes checked are the bytes loaded."""
     import onnxruntime as ort
 
-    path = model_dir / str(entry.get("file", ""))
+    path = model_dir / entry.file
     try:
         data = path.read_bytes()
     except OSError:
         data = None
-    if data is None or hashlib.sha256(data).hexdigest() != entry.get("sha256"):
-        raise ModelLoadError(
-            f"{path} is missing or differs from its manifest's sha256; refusing to load",
-            hint="restore the model folder (`dvc checkout`) or retrain it",
-        )
+    if data is None or hashlib.sha256(data).hexdigest() != entry.sha256:
+        raise _mismatch(path)
     options = ort.SessionOptions()
     options.log_severity_level = 3  # errors only
     try:

@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mltrail.config import Cifar10Params, Params
+from mltrail.contracts.tasks import task_spec
 from mltrail.data import feedback
 from mltrail.data.cifar10 import Cifar10Arrays, read_cifar10_archive, to_unit_float
 from mltrail.data.profile import array_content_hash, image_profile
@@ -26,6 +27,7 @@ from mltrail.fsio import atomic_dir, write_json
 from mltrail.stages.common import fetch_source, provenance
 
 log = logging.getLogger(__name__)
+TASK = task_spec("cifar10")
 
 
 @dataclass(frozen=True)
@@ -80,13 +82,14 @@ def write_prepared_cifar10(
 ) -> None:
     """``reference``: held-out feedback images the trained models are monitored against
     (``reference.npz``; without it, the test split is their reference)."""
+    layout = TASK.prepared
     with atomic_dir(out_dir) as tmp:
-        np.savez(tmp / "train.npz", x=prepared.x_train, y=prepared.y_train)
-        np.savez(tmp / "test.npz", x=prepared.x_test, y=prepared.y_test)
+        np.savez(tmp / layout.train, x=prepared.x_train, y=prepared.y_train)
+        np.savez(tmp / layout.test, x=prepared.x_test, y=prepared.y_test)
         if reference is not None:
-            np.savez(tmp / "reference.npz", x=reference[0], y=reference[1])
-        write_json(tmp / "labels.json", {"classes": prepared.classes})
-        write_json(tmp / "profile.json", prepared.profile | provenance(source, params))
+            np.savez(tmp / layout.reference, x=reference[0], y=reference[1])
+        layout.write_classes(tmp, prepared.classes)
+        write_json(tmp / layout.profile, prepared.profile | provenance(source, params))
 
 
 def run(
@@ -95,12 +98,12 @@ def run(
     cifar = params.cifar10_section()
     source = fetch_source(params, cifar.source, download_dir, progress)
     folder = Path(cifar.feedback_dir) if cifar.feedback_dir else None
-    batches = feedback.batch_files(folder, "cifar10")
+    batches = feedback.batch_files(folder, TASK.task)
     prepared = prepare_cifar10(
         read_cifar10_archive(source.path), cifar, feedback.read_image_batches(batches)
     )
     prepared.profile["feedback"] = feedback.provenance(batches)
-    newest = feedback.batch_files(folder, "cifar10", "eval")[-1:]
+    newest = feedback.batch_files(folder, TASK.task, "eval")[-1:]
     recent = feedback.read_image_batches(newest, recent_only=True)
     use = newest and len(recent[1]) >= max(cifar.reference_min_feedback, 1)
     prepared.profile["reference"] = (

@@ -17,6 +17,7 @@ from typing import Any
 import pandas as pd
 
 from mltrail.config import Params, TextParams
+from mltrail.contracts.tasks import task_spec
 from mltrail.data import feedback
 from mltrail.data.profile import text_content_hash, text_profile
 from mltrail.data.sources import FetchedFile
@@ -35,6 +36,7 @@ from mltrail.fsio import atomic_dir, write_json
 from mltrail.stages.common import fetch_source, provenance
 
 log = logging.getLogger(__name__)
+TASK = task_spec("text")
 
 
 @dataclass(frozen=True)
@@ -101,24 +103,25 @@ def write_prepared_text(
 ) -> None:
     """``reference``: held-out feedback the trained models are monitored against
     (``reference.parquet``; without it, the test split is their reference)."""
+    layout = TASK.prepared
     with atomic_dir(out_dir) as tmp:
-        prepared.train.to_parquet(tmp / "train.parquet", index=False)
-        prepared.test.to_parquet(tmp / "test.parquet", index=False)
+        prepared.train.to_parquet(tmp / layout.train, index=False)
+        prepared.test.to_parquet(tmp / layout.test, index=False)
         if reference is not None:
-            reference.to_parquet(tmp / "reference.parquet", index=False)
-        write_json(tmp / "labels.json", {"classes": prepared.classes})
-        write_json(tmp / "profile.json", prepared.profile | provenance(source, params))
+            reference.to_parquet(tmp / layout.reference, index=False)
+        layout.write_classes(tmp, prepared.classes)
+        write_json(tmp / layout.profile, prepared.profile | provenance(source, params))
 
 
 def run(params: Params, out_dir: Path, download_dir: Path, progress: bool = True) -> PreparedText:
     text = params.text
     source = fetch_source(params, text.source, download_dir, progress)
     raw = read_labelled_text(source.path, text.text_column, text.label_column, text.encoding_errors)
-    batches = feedback.batch_files(Path(text.feedback_dir) if text.feedback_dir else None, "text")
+    folder = Path(text.feedback_dir) if text.feedback_dir else None
+    batches = feedback.batch_files(folder, TASK.task)
     prepared = prepare_text(raw, text, feedback.read_text_batches(batches))
     prepared.profile["feedback"] = feedback.provenance(batches)
-    newest = feedback.batch_files(Path(text.feedback_dir) if text.feedback_dir else None,
-                                  "text", "eval")[-1:]  # fmt: skip
+    newest = feedback.batch_files(folder, TASK.task, "eval")[-1:]
     recent = feedback.read_text_batches(newest, recent_only=True)
     reference = recent if newest and len(recent) >= max(text.reference_min_feedback, 1) else None
     prepared.profile["reference"] = (

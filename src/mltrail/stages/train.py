@@ -16,24 +16,26 @@ from typing import Any
 from pydantic import BaseModel
 
 from mltrail.config import Params
+from mltrail.contracts.layout import MANIFEST_FILE, METRICS_FILE
+from mltrail.contracts.manifest import Manifest, ModelInfo
+from mltrail.contracts.tasks import TaskSpec, train_stage
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_dir, sha256_file, write_json
-from mltrail.lineage import MANIFEST, build_manifest
-from mltrail.tracking.base import Flavor, ModelRef
+from mltrail.lineage import build_manifest
+from mltrail.tracking.base import ModelRef
 from mltrail.tracking.run import Reservation, TrackedRun, open_run
-
-METRICS = "metrics.json"
 
 
 @dataclass(frozen=True)
 class Fitted:
     """What a stage's ``fit`` wrote into the output folder, and what it measured."""
 
-    model_file: str
-    flavor: Flavor
     metrics: dict[str, float]
     artifacts: list[str]
-    model_info: dict[str, Any] = field(default_factory=dict)
+    model_info: ModelInfo
+    """What serving needs (recorded in the manifest)."""
+    requirements: list[str] = field(default_factory=list)
+    """pip requirements of the model's MLflow flavor (given to the trackers, not recorded)."""
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -51,70 +53,69 @@ def flatten(values: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def tracker_label(spec: str) -> str:
-    return spec.replace(",", "+").replace("://", "-").replace("/", "-")
-
-
-def require_prepared(data_dir: Path, files: list[str], stage: str) -> None:
-    missing = [f for f in files if not (data_dir / f).is_file()]
+def require_prepared(data_dir: Path, task: TaskSpec) -> None:
+    missing = task.prepared.missing(data_dir)
     if missing:
         raise MltrailError(
             f"{data_dir} lacks {', '.join(missing)}: it is not prepared data",
-            hint=f"run `dvc repro {stage}` (or mltrail prepare) first, or fix --data",
+            hint=f"run `dvc repro {task.prepare_stage}` (or mltrail prepare) first, or fix --data",
         )
 
 
 def run_training(
     *,
-    task: str,
+    task: TaskSpec,
     tracker: str | Reservation,
     params: Params,
     section: BaseModel,
     data_dir: Path,
     out_dir: Path,
     fit: Fit,
-) -> dict[str, Any]:
+    stage: str | None = None,
+) -> Manifest:
     """Train with ``fit`` under ``tracker`` (a spec, or a run reserved earlier, see
-    :func:`mltrail.tracking.run.reserve_run`); write ``out_dir`` whole or not at all."""
+    :func:`mltrail.tracking.run.reserve_run`); write ``out_dir`` whole or not at all.
+
+    ``stage``: the DVC stage this is (recorded in the manifest, part of the model's version);
+    by default the name dvc.yaml gives the task under this tracker (``train_stage``)."""
     started = time.perf_counter()
     spec = tracker if isinstance(tracker, str) else tracker.spec
-    stage = f"train_{task}_{tracker_label(spec)}"
+    stage = stage or train_stage(task.task, spec)
     section_params = section.model_dump(mode="json")
-    with open_run(tracker, params.tracking, run_name=stage, tags={"task": task}) as run:
+    with open_run(tracker, params.tracking, run_name=stage, tags={"task": task.task}) as run:
         run.log_params(flatten(section_params))
         with atomic_dir(out_dir) as tmp:
             fitted = fit(run, tmp)
-            model_path = tmp / fitted.model_file
             manifest = build_manifest(
-                task=task,
+                task=task.task,
                 stage=stage,
                 params=section_params,
                 data_dir=data_dir,
-                model_file=model_path,
+                model_file=tmp / task.model_file,
                 tracking=run.refs(),
                 metrics=fitted.metrics,
                 timings=fitted.timings | {"stage_s": time.perf_counter() - started},
-                flavor=fitted.flavor,
+                flavor=task.flavor,
                 model_info=fitted.model_info,
             )
-            write_json(tmp / METRICS, fitted.metrics)
-            write_json(tmp / MANIFEST, manifest)
+            write_json(tmp / METRICS_FILE, fitted.metrics)
+            manifest.write(tmp)
         run.set_tags(
             {
-                "git_commit": str(manifest["git"]["commit"]),
-                "data_sha256": str(manifest["data"]["content_sha256"]),
+                "git_commit": str(manifest.git.commit),
+                "data_sha256": str(manifest.data.content_sha256),
             }
         )
         run.log_metrics(fitted.metrics)
-        for name in [*fitted.artifacts, MANIFEST]:
+        for name in [*fitted.artifacts, MANIFEST_FILE]:
             run.log_artifact(out_dir / name)
         run.log_model(
             ModelRef(
                 path=out_dir,
-                flavor=fitted.flavor,
-                file=fitted.model_file,
-                sha256=sha256_file(out_dir / fitted.model_file),
-                info=fitted.model_info,
+                flavor=task.flavor,
+                file=task.model_file,
+                sha256=sha256_file(out_dir / task.model_file),
+                info=fitted.model_info.to_json() | {"pip_requirements": fitted.requirements},
             )
         )
     return manifest

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
-import json
 from dataclasses import asdict, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from mltrail.config import Params, TrainCifar10Params
+from mltrail.contracts.layout import ONNX_FILE, REFERENCE_FILE
+from mltrail.contracts.manifest import Manifest, ModelInfo, OnnxCopy, ReferenceEntry
+from mltrail.contracts.tasks import task_spec
 from mltrail.fsio import sha256_file, write_json
 from mltrail.models.cnn import RECIPES, Recipe
 from mltrail.models.explain import fixed_sample, plot_saliency, saliency
@@ -30,12 +31,11 @@ from mltrail.models.metrics import (
     plot_confusion,
     plot_curves,
 )
-from mltrail.monitor.reference import REFERENCE_FILE, build_image_reference
+from mltrail.monitor.reference import build_image_reference
 from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import Reservation, TrackedRun
 
-MODEL_FILE = "model.pt"
-ONNX_FILE = "model.onnx"
+TASK = task_spec("cifar10")
 
 
 def resolve_recipe(params: TrainCifar10Params) -> Recipe:
@@ -48,30 +48,38 @@ def resolve_recipe(params: TrainCifar10Params) -> Recipe:
 
 
 def run(
-    params: Params, tracker: str | Reservation, data_dir: Path, out_dir: Path, progress: bool = True
-) -> dict[str, Any]:
+    params: Params,
+    tracker: str | Reservation,
+    data_dir: Path,
+    out_dir: Path,
+    progress: bool = True,
+    stage: str | None = None,
+) -> Manifest:
+    """Train on the prepared data in ``data_dir``, write ``out_dir``; ``stage``: the DVC stage
+    (see :func:`mltrail.stages.train.run_training`)."""
     from mltrail.models.cnn_io import ONNX_OPSET, export_onnx, save_cnn
     from mltrail.models.cnn_train import train_cnn
 
-    require_prepared(data_dir, ["train.npz", "test.npz", "labels.json"], "prepare_cifar10")
+    layout = TASK.prepared
+    require_prepared(data_dir, TASK)
     section = params.train_cifar10
     recipe = resolve_recipe(section)
 
     def fit(run: TrackedRun, out: Path) -> Fitted:
-        with np.load(data_dir / "train.npz") as train, np.load(data_dir / "test.npz") as test:
+        with np.load(data_dir / layout.train) as train, np.load(data_dir / layout.test) as test:
             x_train, y_train, x_test, y_test = train["x"], train["y"], test["x"], test["y"]
-        classes = json.loads((data_dir / "labels.json").read_text())["classes"]
+        classes = layout.read_classes(data_dir)
         result = train_cnn(
             x_train, y_train, x_test, y_test, recipe, section.epochs, section.seed,
             device=section.device,
             on_epoch=lambda r: run.log_metrics(r.metrics(), step=r.epoch),
             progress=progress,
         )  # fmt: skip
-        save_cnn(result.model, out / MODEL_FILE)
+        save_cnn(result.model, out / TASK.model_file)
         model = result.model.cpu().eval()
         export_onnx(model, out / ONNX_FILE)
         # Monitored against held-out feedback when prepare chose it, else the test split.
-        recent = data_dir / "reference.npz"
+        recent = data_dir / layout.reference
         if recent.is_file():
             with np.load(recent) as held:
                 x_ref, y_ref = held["x"], held["y"]
@@ -103,8 +111,6 @@ def run(
             "epochs": float(section.epochs),
         }
         return Fitted(
-            model_file=MODEL_FILE,
-            flavor="pytorch",
             metrics=metrics,
             artifacts=[
                 ONNX_FILE,
@@ -115,33 +121,34 @@ def run(
                 "saliency.png",
                 REFERENCE_FILE,
             ],
-            model_info={
-                "architecture": recipe.architecture,
-                "reference": {
-                    "file": REFERENCE_FILE,
-                    "sha256": sha256_file(out / REFERENCE_FILE),
-                    "source": "feedback" if recent.is_file() else "test",
-                },
-                "onnx": {
-                    "file": ONNX_FILE,
-                    "sha256": sha256_file(out / ONNX_FILE),
-                    "opset": ONNX_OPSET,
-                    "outputs": ["features", "logits"],
-                },
-                "recipe": asdict(recipe),
-                "classes": classes,
-                "input": "float32 N x 3 x 32 x 32 in [0, 1]",
-                "pip_requirements": [f"torch=={importlib.metadata.version('torch')}"],
-            },
+            model_info=ModelInfo(
+                architecture=recipe.architecture,
+                reference=ReferenceEntry(
+                    file=REFERENCE_FILE,
+                    sha256=sha256_file(out / REFERENCE_FILE),
+                    source="feedback" if recent.is_file() else "test",
+                ),
+                onnx=OnnxCopy(
+                    file=ONNX_FILE,
+                    sha256=sha256_file(out / ONNX_FILE),
+                    opset=ONNX_OPSET,
+                    outputs=["features", "logits"],
+                ),
+                recipe=asdict(recipe),
+                classes=classes,
+                input="float32 N x 3 x 32 x 32 in [0, 1]",
+            ),
+            requirements=[f"torch=={importlib.metadata.version('torch')}"],
             timings={"train_s": result.train_time_s, "predict_s": result.predict_time_s},
         )
 
     return run_training(
-        task="cifar10",
+        task=TASK,
         tracker=tracker,
         params=params,
         section=section,
         data_dir=data_dir,
         out_dir=out_dir,
         fit=fit,
+        stage=stage,
     )

@@ -9,15 +9,16 @@ time: the paper's Tables 2-3), ``per_class.json``, ``confusion_matrix.png``,
 from __future__ import annotations
 
 import importlib.metadata
-import json
 import time
 from pathlib import Path
-from typing import Any
 
 import pandas as pd
 from threadpoolctl import threadpool_limits
 
 from mltrail.config import Params
+from mltrail.contracts.layout import REFERENCE_FILE
+from mltrail.contracts.manifest import Manifest, ModelInfo, ReferenceEntry
+from mltrail.contracts.tasks import task_spec
 from mltrail.fsio import sha256_file, write_json
 from mltrail.models.explain import top_terms
 from mltrail.models.metrics import (
@@ -27,24 +28,29 @@ from mltrail.models.metrics import (
     write_predictions_csv,
 )
 from mltrail.models.text import build_text_pipeline, save_text_model
-from mltrail.monitor.reference import REFERENCE_FILE, build_text_reference
+from mltrail.monitor.reference import build_text_reference
 from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import Reservation, TrackedRun
 
-MODEL_FILE = "model.npz"
+TASK = task_spec("text")
 
 
 def run(
-    params: Params, tracker: str | Reservation, data_dir: Path, out_dir: Path
-) -> dict[str, Any]:
-    require_prepared(
-        data_dir, ["train.parquet", "test.parquet", "labels.json"], "prepare_data_text"
-    )
+    params: Params,
+    tracker: str | Reservation,
+    data_dir: Path,
+    out_dir: Path,
+    stage: str | None = None,
+) -> Manifest:
+    """Train on the prepared data in ``data_dir``, write ``out_dir``; ``stage``: the DVC stage
+    (see :func:`mltrail.stages.train.run_training`)."""
+    layout = TASK.prepared
+    require_prepared(data_dir, TASK)
 
     def fit(run: TrackedRun, out: Path) -> Fitted:
-        train = pd.read_parquet(data_dir / "train.parquet")
-        test = pd.read_parquet(data_dir / "test.parquet")
-        classes = json.loads((data_dir / "labels.json").read_text())["classes"]
+        train = pd.read_parquet(data_dir / layout.train)
+        test = pd.read_parquet(data_dir / layout.test)
+        classes = layout.read_classes(data_dir)
         model = build_text_pipeline(params.train_text)
         # One BLAS thread: the solver's BLAS calls are too small to gain from more, and
         # OpenBLAS's spinning workers made fit 40% slower on 2 cores (0.9 s vs 1.3 s for
@@ -61,9 +67,9 @@ def run(
             "train_time_s": train_time,
             "predict_time_s": predict_time,
         }
-        save_text_model(model, out / MODEL_FILE)
+        save_text_model(model, out / TASK.model_file)
         # Monitored against held-out feedback when prepare chose it, else the test split.
-        recent = data_dir / "reference.parquet"
+        recent = data_dir / layout.reference
         held = pd.read_parquet(recent) if recent.is_file() else test
         reference = build_text_reference(
             model, train["text"].tolist(), held["text"].tolist(), held["label"].to_numpy(),
@@ -75,30 +81,29 @@ def run(
         write_predictions_csv(out / "predictions.csv", y, predicted, classes)
         plot_confusion(out / "confusion_matrix.png", y, predicted, classes, "text: confusion")
         return Fitted(
-            model_file=MODEL_FILE,
-            flavor="sklearn",
             metrics=metrics,
             artifacts=["per_class.json", "confusion_matrix.png", "explain.json", REFERENCE_FILE],
-            model_info={
-                "classes": classes,
-                "reference": {
-                    "file": REFERENCE_FILE,
-                    "sha256": sha256_file(out / REFERENCE_FILE),
-                    "source": "feedback" if recent.is_file() else "test",
-                },
-                "pip_requirements": _requirements("scikit-learn", "numpy", "scipy"),
-            },
+            model_info=ModelInfo(
+                classes=classes,
+                reference=ReferenceEntry(
+                    file=REFERENCE_FILE,
+                    sha256=sha256_file(out / REFERENCE_FILE),
+                    source="feedback" if recent.is_file() else "test",
+                ),
+            ),
+            requirements=_requirements("scikit-learn", "numpy", "scipy"),
             timings={"train_s": train_time, "predict_s": predict_time},
         )
 
     return run_training(
-        task="text",
+        task=TASK,
         tracker=tracker,
         params=params,
         section=params.train_text,
         data_dir=data_dir,
         out_dir=out_dir,
         fit=fit,
+        stage=stage,
     )
 
 

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Protocol
 
+from mltrail.contracts.tasks import Flavor
+
 Status = Literal["finished", "failed", "killed"]
-Flavor = Literal["sklearn", "pytorch"]
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,8 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from mltrail.lineage import MANIFEST
+from mltrail.contracts.layout import MANIFEST_FILE
+from mltrail.contracts.manifest import ModelInfo
 from mltrail.tracking.base import ModelRef, RunStart, Status
 
 RUN_ID_TAG = "mltrail.run_id"
@@ -88,11 +89,11 @@ class MlflowTracker:
         and mltrail's own files (model file, manifest, monitoring reference, ONNX copy) as
         ``mltrail-model``, which ``mltrail serve`` loads from ``runs:/`` or ``models:/`` URIs
         without unpickling."""
-        reference = model.info.get("reference") or {}
-        onnx = model.info.get("onnx") or {}
-        for name in (model.file, MANIFEST, reference.get("file"), onnx.get("file")):
-            if name is None:
-                continue
+        info = ModelInfo.model_validate(
+            {k: v for k, v in model.info.items() if k != "pip_requirements"}
+        )
+        extra = [entry.file for entry in info.extra_files().values()]
+        for name in (model.file, MANIFEST_FILE, *extra):
             if (model.path / name).is_file():
                 self.client.log_artifact(
                     self.run_id, str(model.path / name), artifact_path="mltrail-model"
@@ -119,7 +120,7 @@ class MlflowTracker:
                 from mltrail.models.cnn_io import load_cnn
 
                 mlflow_pytorch.log_model(
-                    load_cnn(model.path / model.file, str(model.info["architecture"])),
+                    load_cnn(model.path / model.file, str(info.architecture)),
                     name="model",
                     pip_requirements=requirements,
                     # MLflow's default "pt2" (torch.export) fixes the batch size to the

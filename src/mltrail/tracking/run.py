@@ -33,7 +33,8 @@ from types import FrameType, TracebackType
 from typing import Any
 
 from mltrail.config import TrackingParams
-from mltrail.tracking.base import Flavor, ModelRef, Status
+from mltrail.contracts.tasks import Flavor
+from mltrail.tracking.base import ModelRef, Status
 from mltrail.tracking.journal import JournalWriter, read_state
 from mltrail.tracking.registry import BackendSpec, parse
 
