@@ -176,21 +176,39 @@ def _export_locked(
     on_started: Callable[[], None] | None,
     writer_pid: int | None,
 ) -> dict[str, str]:
+    read = _read_to_end(run_dir, follow, on_started, writer_pid)
+    if isinstance(read, dict):
+        return read
+    records, replays, end = read
+    for replay in replays:
+        replay.apply(end)
+    settings = _settings(records[0])
+    deadline = time.monotonic() + (settings.retry_for_s if follow else 0.0)
+    return {r.spec.name: _deliver(run_dir, r, [*records, end], deadline) for r in replays}
+
+
+_Read = tuple[list[dict[str, Any]], list["_Replay"], dict[str, Any]]
+
+
+def _read_to_end(
+    run_dir: Path,
+    follow: bool,
+    on_started: Callable[[], None] | None,
+    writer_pid: int | None,
+) -> _Read | dict[str, str]:
+    """The journal's records up to its end record, replayed into each backend not yet done as
+    they arrive (``follow``: waiting for a live writer); or the result when there is nothing
+    to export now."""
     reader = JournalReader(run_dir)
     records: list[dict[str, Any]] = []
     replays: list[_Replay] = []
-    end: dict[str, Any] | None = None
-    while end is None:
+    while True:
         # Whether the writer is gone, decided before reading (see _end_record); once the start
         # record is in hand, its pid is checked without reading the file again every poll.
         gone = not writer_alive(records[0]) if records else _writer_gone(run_dir, writer_pid)
         fresh = list(reader.new_records())
         if fresh and not records:
-            start = fresh[0]
-            settings = _settings(start)
-            specs = [BackendSpec(**b) for b in start["backends"]]
-            todo = [s for s in specs if (read_state(run_dir, s.name) or {}).get("status") != "done"]
-            replays = [_Replay(s, settings) for s in todo]
+            replays = _replays(run_dir, fresh[0])
         records.extend(fresh)
         for record in fresh:
             if record["op"] != "end":
@@ -198,49 +216,42 @@ def _export_locked(
                     replay.apply(record)
             if record["op"] == "start" and on_started is not None:
                 on_started()
-        if records:
-            end = _end_record(records, gone)
-        elif gone:
+        end = _end_record(records, gone) if records else None
+        if end is not None:
+            return records, replays, end
+        if not records and gone:
             return ABANDONED  # its process exited before the journal began
-        if end is None:
-            if not follow:
-                return {}  # still being written by a live process: its own exporter handles it
-            time.sleep(POLL_S)
-    for replay in replays:
-        replay.apply(end)
-    settings = _settings(records[0])
-    deadline = time.monotonic() + (settings.retry_for_s if follow else 0.0)
-    delay = 1.0
-    result: dict[str, str] = {}
-    for replay in replays:
-        attempts = 1
-        while replay.ref is None and time.monotonic() < deadline:
-            time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
-            delay = min(delay * 2, 10.0)
-            replay = _Replay(replay.spec, settings)
-            for record in [*records, end]:
-                replay.apply(record)
-            attempts += 1
-        if replay.ref is not None:
-            write_state(
-                run_dir,
-                replay.spec.name,
-                {"status": "done", **replay.ref, "exported_at": time.time()},
-            )
-            result[replay.spec.name] = "done"
-        else:
-            write_state(
-                run_dir,
-                replay.spec.name,
-                {
-                    "status": "pending",
-                    "error": replay.error,
-                    "attempts": attempts,
-                    "at": time.time(),
-                },
-            )
-            result[replay.spec.name] = "pending"
-    return result
+        if not follow:
+            return {}  # still being written by a live process: its own exporter handles it
+        time.sleep(POLL_S)
+
+
+def _replays(run_dir: Path, start: dict[str, Any]) -> list[_Replay]:
+    """One replay per backend of the run whose export is not done yet."""
+    settings = _settings(start)
+    specs = [BackendSpec(**b) for b in start["backends"]]
+    todo = [s for s in specs if (read_state(run_dir, s.name) or {}).get("status") != "done"]
+    return [_Replay(s, settings) for s in todo]
+
+
+def _deliver(run_dir: Path, replay: _Replay, records: list[dict[str, Any]], deadline: float) -> str:
+    """Retry one backend (a fresh replay each time, backing off) until it has the run or the
+    deadline passes; record its state and return it (done or pending)."""
+    attempts, delay = 1, 1.0
+    while replay.ref is None and time.monotonic() < deadline:
+        time.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+        delay = min(delay * 2, 10.0)
+        replay = _Replay(replay.spec, _settings(records[0]))
+        for record in records:
+            replay.apply(record)
+        attempts += 1
+    if replay.ref is not None:
+        state = {"status": "done", **replay.ref, "exported_at": time.time()}
+        write_state(run_dir, replay.spec.name, state)
+        return "done"
+    state = {"status": "pending", "error": replay.error, "attempts": attempts, "at": time.time()}
+    write_state(run_dir, replay.spec.name, state)
+    return "pending"
 
 
 def pending_runs(journal_dir: Path) -> list[Path]:
