@@ -10,7 +10,6 @@ so ``mltrail --help`` starts without pydantic, pandas or any tracker.
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Protocol
@@ -101,6 +100,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return report(exc)
     namespace = build_parser().parse_args(argv)
     absolute_arguments(namespace)
+    import logging  # here, not at the top: --help and usage errors exit before this
+
     logging.basicConfig(
         level=logging.DEBUG if namespace.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
