@@ -123,3 +123,5 @@ def test_public_api_is_small_and_pinned() -> None:
         "__version__",
         "load_params",
     ]
+    assert all(hasattr(mltrail, name) for name in mltrail.__all__)  # Params on first use
+    assert mltrail.load_params is load_params

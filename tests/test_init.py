@@ -313,7 +313,7 @@ def test_the_wheel_ships_init_and_its_templates(tmp_path: Path) -> None:
         entry_points = next(n for n in names if n.endswith(".dist-info/entry_points.txt"))
         assert "mltrail = mltrail.cli:main" in zf.read(entry_points).decode()
     assert {f"mltrail/templates/project/{t}" for t in TEMPLATES} <= names
-    assert {"mltrail/project.py", "mltrail/cli.py", "mltrail/serve/app.py"} <= names
+    assert {"mltrail/project.py", "mltrail/cli/__init__.py", "mltrail/serve/app.py"} <= names
 
     site = tmp_path / "site"
     run([*pip, "install", "--no-deps", "--no-index", "--target", str(site), str(wheel)], tmp_path)

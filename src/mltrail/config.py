@@ -16,10 +16,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from mltrail.errors import ParamsError
+from mltrail.paths import MIRROR_ENV as MIRROR_ENV  # declared with the other path variables
 from mltrail.paths import absolute, absolute_sqlite_uri
-
-MIRROR_ENV = "MLTRAIL_DATA_MIRROR"
-"""Environment variable naming a folder that holds local copies of the datasets."""
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Task = Literal["text", "cifar10"]

@@ -24,8 +24,11 @@ import os
 from collections.abc import MutableMapping
 from pathlib import Path
 
+MIRROR_ENV = "MLTRAIL_DATA_MIRROR"
+"""A folder that holds local copies of the datasets (``data.mirror`` in params)."""
+
 PATH_ENV = (
-    "MLTRAIL_DATA_MIRROR",
+    MIRROR_ENV,
     "MLTRAIL_POINTER_FILE",
     "MLTRAIL_SERVE_SETTINGS",
     "MLTRAIL_KNOWN_HOSTS",

@@ -1,0 +1,45 @@
+"""``mltrail promote MODEL``: make a model folder the serving one (release copy, MLflow alias,
+pointer file), and reload a server at once."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mltrail.cli._common import ParamsArgs, Subparsers, params_parser, set_command
+
+NAME = "promote"
+
+
+@dataclass(frozen=True, kw_only=True)
+class PromoteArgs(ParamsArgs):
+    model: Path
+    server: str | None
+
+
+def cmd_promote(args: PromoteArgs) -> int:
+    import os
+
+    from mltrail.monitor.promote import promote, reload_server
+
+    record = promote(args.model, args.load_params(), {"manual": True})
+    print(f"promoted {record['task']} model {record['version']} -> {record['release']}")
+    if record["registry"]:
+        print(f"MLflow: {record['registry']['uri']} = version {record['registry']['version']}")
+    if args.server:
+        release = str(Path(record["release"]).resolve())
+        api_key = os.environ.get("MLTRAIL_API_KEY")
+        now = reload_server(args.server, record["task"], release, api_key)
+        print(f"{args.server} now serves {now}")
+    return 0
+
+
+def register(verbs: Subparsers) -> None:
+    pro = verbs.add_parser(
+        NAME,
+        parents=[params_parser()],
+        help="make a model folder the serving one (release copy, MLflow alias, pointer)",
+    )
+    pro.add_argument("model", type=Path, help="a folder written by mltrail train")
+    pro.add_argument("--server", help="a server to reload at once")
+    set_command(pro, PromoteArgs, cmd_promote)

@@ -1,0 +1,67 @@
+"""``mltrail serve``: models over HTTP (FastAPI + uvicorn), with telemetry and /metrics."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mltrail.cli._common import Args, Subparsers, set_command
+from mltrail.errors import MltrailError
+
+NAME = "serve"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServeArgs(Args):
+    settings: Path | None
+    text_model: str | None
+    image_model: str | None
+    host: str | None
+    port: int | None
+
+
+def cmd_serve(args: ServeArgs) -> int:
+    import uvicorn
+
+    from mltrail.serve.app import create_app
+    from mltrail.serve.settings import load_settings
+
+    settings = load_settings(
+        args.settings,
+        text_model=args.text_model,
+        image_model=args.image_model,
+        host=args.host,
+        port=args.port,
+    )
+    pointer = Path(settings.pointer_file) if settings.pointer_file else None
+    if not settings.text_model and not settings.image_model and not (pointer and pointer.is_file()):
+        raise MltrailError(
+            "no model to serve",
+            hint="give --text-model and/or --image-model (a models/<task>/<tracker> folder), "
+            "or a pointer_file that names them (mltrail promote writes one)",
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        access_log=False,  # per-request lines cost throughput; /metrics and telemetry count them
+        timeout_graceful_shutdown=30,
+        log_level="info",
+    )
+    return 0
+
+
+def register(verbs: Subparsers) -> None:
+    serve = verbs.add_parser(
+        NAME,
+        help="serve models over HTTP (FastAPI + uvicorn), with telemetry and /metrics",
+        description="""Settings come from --settings (YAML; or $MLTRAIL_SERVE_SETTINGS), the
+        environment (MLTRAIL_TEXT_MODEL, MLTRAIL_IMAGE_MODEL, MLTRAIL_API_KEY,
+        MLTRAIL_IMAGE_TAG, MLTRAIL_POINTER_FILE), then these options.""",
+    )
+    serve.add_argument("--settings", type=Path, help="server settings file (YAML)")
+    serve.add_argument("--text-model", help="model folder, runs:/... or models:/name@alias")
+    serve.add_argument("--image-model", help="model folder, runs:/... or models:/name@alias")
+    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    serve.add_argument("--port", type=int, help="port (default 8000; 80 in the container)")
+    set_command(serve, ServeArgs, cmd_serve)

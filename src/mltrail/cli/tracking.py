@@ -1,0 +1,92 @@
+"""``mltrail tracking sync|server``: export runs a tracker missed, run a team's MLflow
+server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from mltrail.cli._common import Args, ParamsArgs, Subparsers, params_parser, set_command
+
+NAME = "tracking"
+
+
+@dataclass(frozen=True, kw_only=True)
+class SyncArgs(ParamsArgs):
+    pass
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServerArgs(Args):
+    backend_store_uri: str
+    artifacts: Path
+    host: str
+    port: int
+    workers: int
+    allowed_hosts: str | None
+    print: bool
+
+
+def cmd_tracking_sync(args: SyncArgs) -> int:
+    from mltrail.tracking.export import sync
+
+    journal_dir = Path(args.load_params().tracking.journal_dir)
+    results = sync(journal_dir) if journal_dir.is_dir() else {}
+    for run_id, states in results.items():
+        print(f"{run_id}: " + ", ".join(f"{b} {s}" for b, s in states.items()))
+    pending = [r for r, s in results.items() if "pending" in s.values()]
+    print(f"{len(results)} run(s) to export, {len(pending)} still pending")
+    return 1 if pending else 0
+
+
+def cmd_tracking_server(args: ServerArgs) -> int:
+    import shlex
+
+    from mltrail.tracking.server import TrackingServer, run
+
+    server = TrackingServer(
+        backend_store_uri=args.backend_store_uri,
+        artifacts_destination=args.artifacts,
+        host=args.host,
+        port=args.port,
+        workers=args.workers,
+        allowed_hosts=args.allowed_hosts,
+    )
+    if args.print:
+        argv, env = server.command()
+        print(" ".join([*(f"{k}={v}" for k, v in env.items()), *map(shlex.quote, argv)]))
+        return 0
+    run(server)
+    return 0  # not reached: run() becomes the server
+
+
+def register(verbs: Subparsers) -> None:
+    tracking = verbs.add_parser(NAME, help="tracking journal tools")
+    what = tracking.add_subparsers(dest="what", required=True, metavar="WHAT")
+    sync = what.add_parser(
+        "sync",
+        parents=[params_parser()],
+        help="export runs whose export did not finish (backend down)",
+    )
+    set_command(sync, SyncArgs, cmd_tracking_sync)
+    server = what.add_parser(
+        "server",
+        help="run a team's MLflow tracking server (PostgreSQL store, served artifacts)",
+        description="""Creates the PostgreSQL database if needed, then runs `mlflow server` with it
+        as the backend store, artifacts served from --artifacts, no job runner. Clients point at
+        it with one setting: tracking.mlflow_uri: http://HOST:PORT.""",
+    )
+    server.add_argument(
+        "--backend-store-uri", default="postgresql://postgres@127.0.0.1:5432/mlflow"
+    )
+    server.add_argument("--artifacts", type=Path, default=Path("mlartifacts"))
+    server.add_argument("--host", default="127.0.0.1")
+    server.add_argument("--port", type=int, default=5000)
+    server.add_argument("--workers", type=int, default=2)
+    server.add_argument(
+        "--allowed-hosts", help="Host headers to accept (MLflow's default: its own)"
+    )
+    server.add_argument(
+        "--print", action="store_true", help="print the command instead of running it"
+    )
+    set_command(server, ServerArgs, cmd_tracking_server)
