@@ -6,7 +6,7 @@ import gzip
 import io
 import pickle
 import tarfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,9 @@ def _add_bytes(tar: tarfile.TarFile, name: str, data: bytes) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def write_csv(path: Path, rows: Iterable[tuple[str, object]], columns=("text", "label")) -> Path:
+def write_csv(
+    path: Path, rows: Iterable[tuple[str, object]], columns: Sequence[str] = ("text", "label")
+) -> Path:
     frame = pd.DataFrame(list(rows), columns=list(columns))
     frame.to_csv(path, index=False)
     return path

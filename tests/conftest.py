@@ -34,7 +34,7 @@ def _restore_mlflow_tracking_uri() -> Iterator[None]:
     yield
     utils = sys.modules.get("mlflow.tracking._tracking_service.utils")
     if utils is not None:
-        utils._tracking_uri = None
+        utils._tracking_uri = None  # type: ignore[attr-defined]
 
 
 def copy_repository(root: Path) -> Path:
@@ -144,7 +144,7 @@ def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def text_data(tmp_path: Path, make_params: Callable[..., Params]) -> Path:
     """A small prepared text dataset (the output of prepare_data_text)."""
-    from mltrail.stages import prepare_text
+    import mltrail.stages.prepare_text as prepare_text
     from tests.builders import text_rows, write_csv
 
     csv = write_csv(tmp_path / "reviews.csv", text_rows(60))
@@ -156,15 +156,17 @@ def text_data(tmp_path: Path, make_params: Callable[..., Params]) -> Path:
 @pytest.fixture
 def cifar_data(tmp_path: Path, make_params: Callable[..., Params]) -> Path:
     """A small prepared CIFAR-10 dataset (the output of prepare_cifar10)."""
+    import mltrail.stages.prepare_cifar10 as prepare_cifar10
     from mltrail.data.cifar10 import read_cifar10_archive
     from mltrail.data.sources import FetchedFile
-    from mltrail.stages import prepare_cifar10
     from tests.builders import write_cifar_archive
 
     archive = write_cifar_archive(tmp_path / "c.tar.gz", per_class_per_batch=4, test_per_class=4)
     params = make_params()
-    prepared = prepare_cifar10.prepare_cifar10(read_cifar10_archive(archive), params.cifar10)
+    prepared = prepare_cifar10.prepare_cifar10(
+        read_cifar10_archive(archive), params.cifar10_section()
+    )
     out = tmp_path / "prepared_cifar10"
     source = FetchedFile(archive, "0" * 64, "path", verified=False)
-    prepare_cifar10.write_prepared_cifar10(prepared, out, source, params.cifar10)
+    prepare_cifar10.write_prepared_cifar10(prepared, out, source, params.cifar10_section())
     return out

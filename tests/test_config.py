@@ -14,14 +14,14 @@ def test_repository_params_are_valid() -> None:
     params = load_params(PARAMS)
     assert params.text.source.url and params.text.source.url.endswith("aclImdb_v1.tar.gz")
     assert params.text.test_fraction == 0.2
-    assert params.cifar10.source.sha256 is not None
+    assert params.cifar10_section().source.sha256 is not None
     assert params.clean_models.keep == ()
 
 
 def test_set_overrides_one_value_with_its_yaml_type() -> None:
     params = load_params(PARAMS, ["text.sample_rows=5000", "cifar10.train_size=null"])
     assert params.text.sample_rows == 5000
-    assert params.cifar10.train_size is None
+    assert params.cifar10_section().train_size is None
 
 
 def test_set_can_fill_a_nested_list() -> None:

@@ -89,7 +89,7 @@ def _third_party() -> Iterator[tuple[str, str, bool]]:
 
 @functools.cache
 def _providers() -> dict[str, list[str]]:
-    return importlib.metadata.packages_distributions()
+    return dict(importlib.metadata.packages_distributions())
 
 
 def _distributions(top: str) -> set[str]:

@@ -66,7 +66,7 @@ def test_cifar10_shapes_counts_and_ranges(
         f"data.mirror={shared_datasets()}", "cifar10.train_size=5000", "cifar10.test_size=1000"
     )
     source = fetch(
-        params.cifar10.source,
+        params.cifar10_section().source,
         tmp_path_factory.mktemp("dl"),
         params.data.mirror_dir(),
         progress=False,
@@ -83,7 +83,7 @@ def test_cifar10_shapes_counts_and_ranges(
     assert np.bincount(arrays.y_test).tolist() == [1000] * 10
     means = arrays.x_train.mean(axis=(0, 2, 3)) / 255
     assert means.tolist() == pytest.approx(TRAIN_CHANNEL_MEANS, abs=2e-4)
-    prepared = prepare_cifar10.prepare_cifar10(arrays, params.cifar10)
+    prepared = prepare_cifar10.prepare_cifar10(arrays, params.cifar10_section())
     assert prepared.x_train.shape == (5000, 3, 32, 32)
     assert prepared.x_train.min() >= 0.0 and prepared.x_train.max() <= 1.0
     assert np.bincount(prepared.y_test).tolist() == [100] * 10

@@ -51,7 +51,8 @@ def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _version(port: int) -> dict[str, object]:
-    return httpx.get(f"http://127.0.0.1:{port}/version", timeout=5).json()
+    version: dict[str, object] = httpx.get(f"http://127.0.0.1:{port}/version", timeout=5).json()
+    return version
 
 
 def test_deploy_switch_then_roll_back_a_bad_release(

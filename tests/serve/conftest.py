@@ -40,9 +40,13 @@ def model_dirs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     other = load_params(PARAMS, [*base, "train_text.C=0.05"])
     train_text.run(other, "none", root / "text_data", root / "text2")
     archive = write_cifar_archive(root / "c.tar.gz", per_class_per_batch=4, test_per_class=4)
-    prepared = prepare_cifar10.prepare_cifar10(read_cifar10_archive(archive), params.cifar10)
+    prepared = prepare_cifar10.prepare_cifar10(
+        read_cifar10_archive(archive), params.cifar10_section()
+    )
     source = FetchedFile(archive, "0" * 64, "path", verified=False)
-    prepare_cifar10.write_prepared_cifar10(prepared, root / "image_data", source, params.cifar10)
+    prepare_cifar10.write_prepared_cifar10(
+        prepared, root / "image_data", source, params.cifar10_section()
+    )
     train_cifar10.run(params, "none", root / "image_data", root / "image", progress=False)
     return {"text": root / "text", "text2": root / "text2", "image": root / "image",
             "text_data": root / "text_data", "image_data": root / "image_data"}  # fmt: skip

@@ -67,7 +67,7 @@ def test_the_text_scorer_gives_the_pipelines_probabilities(
     from tests.builders import text_rows
 
     rows = text_rows(20, classes=range(n_classes))
-    texts, labels = [t for t, _ in rows], [int(y) for _, y in rows]
+    texts, labels = [t for t, _ in rows], [int(str(y)) for _, y in rows]
     model = build_text_pipeline(TrainTextParams.model_validate(settings)).fit(texts, labels)
     queries = [*texts[:7], "words never seen anywhere", "", "good GOOD good, film!"]
     probs, counts = TextScorer(model).score(queries)
@@ -82,7 +82,7 @@ def test_a_model_is_served_from_mlflow_by_run_and_by_registered_alias(
     logged beside MLflow's flavor, fetched from the store and verified like a folder."""
     from mlflow.tracking import MlflowClient
 
-    from mltrail.stages import train_text
+    import mltrail.stages.train_text as train_text
 
     uri = f"sqlite:///{workdir / 'mlflow.db'}"
     params = make_params(f"tracking.mlflow_uri={uri}", "tracking.wait=true")

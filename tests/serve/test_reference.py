@@ -72,7 +72,7 @@ def test_a_text_explanation_names_the_terms_that_drove_it(model_dirs: dict[str, 
     probs = model.predict_proba(["a good film"])
     label = int(probs.argmax())
     terms = model.explain("a good film", label)
-    assert terms[0]["term"] == "good" and terms[0]["weight"] > 0  # class 1 is "good"
+    assert terms[0]["term"] == "good" and float(terms[0]["weight"]) > 0  # class 1 is "good"
     # Exact for a linear model: the contributions add up to the logit less the intercept.
     from mltrail.models.text import TextScorer, load_text_model
 

@@ -32,7 +32,8 @@ def _offline(model_dir: Path, kind: str, inputs: object) -> np.ndarray:
 
 def _images(model_dirs: dict[str, Path], n: int = 4) -> np.ndarray:
     with np.load(model_dirs["image_data"] / "test.npz") as z:
-        return z["x"][:n]  # N x 3 x 32 x 32 in [0, 1]
+        images: np.ndarray = z["x"][:n]  # N x 3 x 32 x 32 in [0, 1]
+    return images
 
 
 def test_health_ready_version_are_open(server: Server, model_dirs: dict[str, Path]) -> None:
@@ -157,7 +158,7 @@ def test_bad_image_requests_get_4xx_with_a_message(server: Server) -> None:
     with server.client() as c:
         for kw, status, message in cases:
             r = c.post("/predict/image", **kw)  # type: ignore[arg-type]
-            assert r.status_code == status, (kw.keys(), r.text)
+            assert r.status_code == status, (kw, r.text)
             assert message.lower() in r.text.lower(), r.text
 
 

@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+import mltrail.stages.prepare_cifar10 as prepare_cifar10
 from mltrail.config import Params
 from mltrail.data.cifar10 import read_cifar10_archive
 from mltrail.errors import DataError
-from mltrail.stages import prepare_cifar10
 from tests.builders import CIFAR_CLASSES, write_cifar_archive
 
 Make = Callable[..., Params]
@@ -21,22 +21,22 @@ def test_subset_is_stratified_seeded_and_scaled(tmp_path: Path, make_params: Mak
     path = write_cifar_archive(tmp_path / "c.tar.gz", per_class_per_batch=4, test_per_class=5)
     arrays = read_cifar10_archive(path)
     params = make_params("cifar10.train_size=50", "cifar10.test_size=20")
-    a = prepare_cifar10.prepare_cifar10(arrays, params.cifar10)
-    b = prepare_cifar10.prepare_cifar10(arrays, params.cifar10)
+    a = prepare_cifar10.prepare_cifar10(arrays, params.cifar10_section())
+    b = prepare_cifar10.prepare_cifar10(arrays, params.cifar10_section())
     assert a.x_train.shape == (50, 3, 32, 32) and a.x_train.dtype == np.float32
     assert a.x_train.min() >= 0.0 and a.x_train.max() <= 1.0
     assert np.bincount(a.y_train).tolist() == [5] * 10
     assert np.bincount(a.y_test).tolist() == [2] * 10
     assert a.profile["content_sha256"] == b.profile["content_sha256"]
     other = prepare_cifar10.prepare_cifar10(
-        arrays, make_params("cifar10.train_size=50", "cifar10.seed=1").cifar10
+        arrays, make_params("cifar10.train_size=50", "cifar10.seed=1").cifar10_section()
     )
     assert other.profile["content_sha256"] != a.profile["content_sha256"]
 
 
 def test_profile_channel_statistics_match_the_arrays(tmp_path: Path, make_params: Make) -> None:
     arrays = read_cifar10_archive(write_cifar_archive(tmp_path / "c.tar.gz"))
-    prepared = prepare_cifar10.prepare_cifar10(arrays, make_params().cifar10)
+    prepared = prepare_cifar10.prepare_cifar10(arrays, make_params().cifar10_section())
     means = prepared.x_train.mean(axis=(0, 2, 3), dtype=np.float64)
     assert prepared.profile["train"]["channel_mean"] == pytest.approx(means.tolist(), rel=1e-5)
     assert prepared.profile["train"]["class_counts"] == dict.fromkeys(CIFAR_CLASSES, 10)
@@ -46,7 +46,9 @@ def test_profile_channel_statistics_match_the_arrays(tmp_path: Path, make_params
 def test_subset_larger_than_data(tmp_path: Path, make_params: Make) -> None:
     arrays = read_cifar10_archive(write_cifar_archive(tmp_path / "c.tar.gz"))
     with pytest.raises(DataError, match=r"cifar10\.train_size=1000 is larger than the 100 rows"):
-        prepare_cifar10.prepare_cifar10(arrays, make_params("cifar10.train_size=1000").cifar10)
+        prepare_cifar10.prepare_cifar10(
+            arrays, make_params("cifar10.train_size=1000").cifar10_section()
+        )
 
 
 def test_run_from_a_mirror_with_its_checksum(

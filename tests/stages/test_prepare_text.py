@@ -7,11 +7,11 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+import mltrail.stages.prepare_text as prepare_text
 from mltrail.cli import main
 from mltrail.config import Params
 from mltrail.data.text import read_labelled_text
 from mltrail.errors import DataError, ParamsError
-from mltrail.stages import prepare_text
 from tests.builders import text_rows, write_aclimdb_archive, write_csv
 from tests.conftest import PARAMS
 

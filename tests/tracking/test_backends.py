@@ -8,13 +8,14 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
+import mltrail.stages.train_text as train_text
 from mltrail.config import TrackingParams
 from mltrail.models.text import load_text_model
-from mltrail.stages import train_text
 from mltrail.tracking.base import ModelRef, RunStart, Tracker
 from mltrail.tracking.registry import BackendSpec
 
@@ -108,8 +109,9 @@ def test_wandb_offline_files_hold_config_summary_history_and_model(
     assert all(p.startswith(str(workdir)) for p in files.values())  # staged inside the project
 
 
-def _wandb_summary(run_dir: Path) -> dict:  # type: ignore[type-arg]
-    return json.loads(_leet(["--summary", "--json", str(run_dir)]))
+def _wandb_summary(run_dir: Path) -> dict[str, Any]:
+    summary: dict[str, Any] = json.loads(_leet(["--summary", "--json", str(run_dir)]))
+    return summary
 
 
 def _wandb_records(run_dir: Path) -> list[dict]:  # type: ignore[type-arg]

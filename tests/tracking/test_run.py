@@ -182,7 +182,7 @@ def test_a_writer_that_ends_its_journal_between_two_reads_is_not_a_crash(
                    settings=settings.model_dump(mode="json"))  # fmt: skip
     journal.append("params", values={"C": 1.0})
     original = JournalReader.new_records
-    finished = []
+    finished: list[object] = []
 
     def read_then_writer_finishes(self: JournalReader):  # type: ignore[no-untyped-def]
         yield from original(self)
