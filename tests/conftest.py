@@ -24,6 +24,19 @@ POSTGRES_ADMIN = os.environ.get(
 )
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """A test that uses a real service carries its marker (``-m "not postgres"``, ``-m "not
+    sshd"`` leave them out), by the fixture it asks for: a new test is marked by using it."""
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        callspec = getattr(item, "callspec", None)
+        store = callspec.params.get("uri") if callspec is not None else None
+        if "postgres_dsn" in names or store == "postgres":
+            item.add_marker(pytest.mark.postgres)
+        if "ssh_host" in names:
+            item.add_marker(pytest.mark.sshd)
+
+
 @pytest.fixture(autouse=True)
 def _restore_mlflow_tracking_uri() -> Iterator[None]:
     """``mlflow.set_tracking_uri`` in a test (to read runs back) is process-global and beats

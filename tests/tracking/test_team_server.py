@@ -17,7 +17,7 @@ from tests.conftest import free_port, fresh_database
 from tests.tracking.test_server import Server
 
 pytest.importorskip("psycopg")
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.postgres]
 BIN = Path(sys.executable).parent
 
 
