@@ -143,7 +143,7 @@ def test_cnn_trains_and_mlflow_serves_the_same_model(
     served = mlflow.pyfunc.load_model(f"runs:/{state['run_id']}/model").predict(x.numpy())
     assert np.allclose(np.asarray(served), local, atol=1e-5)
     # mltrail's own copy in the run (mltrail-model) carries model.onnx: served by ONNX Runtime.
-    from mltrail.serve.loading import load
+    from mltrail.models.loading import load
 
     ours = load(f"runs:/{state['run_id']}/mltrail-model", "image")
     assert ours.runtime == "onnx"

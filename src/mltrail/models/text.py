@@ -112,7 +112,7 @@ class TextScorer:
     """
 
     def __init__(self, model: Pipeline, projection: np.ndarray | None = None) -> None:
-        """``projection``: vocabulary x k directions (``mltrail.monitor.reference``); each
+        """``projection``: vocabulary x k directions (``mltrail.models.reference``); each
         text's normalised TF-IDF vector projected on them comes out with its counts."""
         vectorizer: TfidfVectorizer = model.named_steps["tfidf"]
         classifier: LogisticRegression = model.named_steps["clf"]

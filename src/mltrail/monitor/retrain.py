@@ -143,7 +143,7 @@ def _load_split(task: str, path: Path, recent_only: bool = False) -> tuple[Any, 
 
 
 def accuracy(source: str, task: str, inputs: Any, labels: np.ndarray) -> float | None:
-    from mltrail.serve.loading import load
+    from mltrail.models.loading import load
 
     if len(labels) == 0:
         return None

@@ -31,7 +31,7 @@ from mltrail.models.metrics import (
     plot_confusion,
     plot_curves,
 )
-from mltrail.monitor.reference import build_image_reference
+from mltrail.models.reference import build_image_reference
 from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import Reservation, TrackedRun
 

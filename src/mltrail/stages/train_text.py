@@ -27,8 +27,8 @@ from mltrail.models.metrics import (
     plot_confusion,
     write_predictions_csv,
 )
+from mltrail.models.reference import build_text_reference
 from mltrail.models.text import build_text_pipeline, save_text_model
-from mltrail.monitor.reference import build_text_reference
 from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import Reservation, TrackedRun
 
