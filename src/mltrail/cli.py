@@ -197,7 +197,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 def cmd_deploy(args: argparse.Namespace) -> int:
     import os
 
-    from mltrail.deploy import Release, Target, deploy
+    from mltrail.release.deploy import Release, Target, deploy
     from mltrail.telemetry import STORE_ENV
 
     target = Target(
@@ -267,7 +267,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
     import os
     import time
 
-    from mltrail.monitor.retrain import retrain_once
+    from mltrail.release.retrain import retrain_once
 
     params = _params(args)
     store = _telemetry_store(args)
@@ -289,7 +289,7 @@ def cmd_retrain(args: argparse.Namespace) -> int:
 def cmd_promote(args: argparse.Namespace) -> int:
     import os
 
-    from mltrail.monitor.promote import promote, reload_server
+    from mltrail.release.promote import promote, reload_server
 
     params = _params(args)
     record = promote(args.model, params, {"manual": True})

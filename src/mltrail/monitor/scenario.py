@@ -206,9 +206,9 @@ def run_scenario(
     from mltrail.bench.machine import machine
     from mltrail.config import load_params
     from mltrail.contracts.pointer import Pointer
-    from mltrail.monitor.promote import promote
-    from mltrail.monitor.retrain import retrain_once
     from mltrail.monitor.run import monitored_model, run_check
+    from mltrail.release.promote import promote
+    from mltrail.release.retrain import retrain_once
 
     started = time.time()
     project = (work / "project").resolve()

@@ -22,8 +22,8 @@ import pytest
 from mltrail.config import Params, load_params
 from mltrail.contracts.pointer import Pointer
 from mltrail.errors import MltrailError
-from mltrail.monitor.promote import promote
-from mltrail.monitor.retrain import retrain_once
+from mltrail.release.promote import promote
+from mltrail.release.retrain import retrain_once
 from mltrail.telemetry import read_labelled
 from tests.builders import text_rows, write_csv
 from tests.conftest import copy_repository, set_params
