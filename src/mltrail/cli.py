@@ -86,7 +86,7 @@ LINEAGE_MISMATCH = 2
 def cmd_lineage(args: argparse.Namespace) -> int:
     import json
 
-    from mltrail.lineage import lineage, render
+    from mltrail.tracking.lineage import lineage, render
 
     trail = lineage(args.model_dir)
     print(json.dumps(trail, indent=2) if args.json else render(trail))

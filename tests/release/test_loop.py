@@ -149,7 +149,7 @@ def test_a_drop_in_live_accuracy_retrains_evaluates_promotes_and_serves(
     assert str(alias.version) == "2" and alias.tags["mltrail.version"] == new
     assert Path("monitoring/text/report.html").is_file()
     # The lineage goes on past training: where the model was promoted, and why.
-    from mltrail.lineage import describe
+    from mltrail.tracking.lineage import describe
 
     lineage = describe(Path(steps["promote"]["release"]))
     assert "promoted" in lineage and "MLflow mltrail-text v2" in lineage

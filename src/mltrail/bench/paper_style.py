@@ -58,8 +58,8 @@ def train_text(params: Params, data_dir: Path, log: Log) -> tuple[Any, dict[str,
 def train_cifar10(params: Params, data_dir: Path, log: Log) -> tuple[Any, dict[str, float], Any]:
     import numpy as np
 
+    from mltrail.models.cnn import resolve_recipe
     from mltrail.models.cnn_train import train_cnn
-    from mltrail.stages.train_cifar10 import resolve_recipe
 
     section = params.train_cifar10
     layout = task_spec("cifar10").prepared
@@ -115,9 +115,9 @@ def _mlflow(
 def _wandb(
     params: Params, task: str, run_name: str, where: dict[str, str]
 ) -> Iterator[tuple[Log, LogModel]]:
-    from mltrail.tracking.wandb_backend import keep_files_in
+    from mltrail.paths import keep_wandb_files_in
 
-    keep_files_in(Path(params.tracking.wandb_dir).resolve())  # W&B's caches too, as mltrail's
+    keep_wandb_files_in(Path(params.tracking.wandb_dir).resolve())  # W&B's caches too, as mltrail's
     import wandb
 
     run = wandb.init(

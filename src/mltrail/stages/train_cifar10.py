@@ -13,17 +13,17 @@ from __future__ import annotations
 
 import csv
 import importlib.metadata
-from dataclasses import asdict, replace
+from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from mltrail.config import Params, TrainCifar10Params
+from mltrail.config import Params
 from mltrail.contracts.layout import ONNX_FILE, REFERENCE_FILE
 from mltrail.contracts.manifest import Manifest, ModelInfo, OnnxCopy, ReferenceEntry
 from mltrail.contracts.tasks import task_spec
 from mltrail.fsio import sha256_file, write_json
-from mltrail.models.cnn import RECIPES, Recipe
+from mltrail.models.cnn import resolve_recipe
 from mltrail.models.explain import fixed_sample, plot_saliency, saliency
 from mltrail.models.metrics import (
     classification_scores,
@@ -36,15 +36,6 @@ from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import Reservation, TrackedRun
 
 TASK = task_spec("cifar10")
-
-
-def resolve_recipe(params: TrainCifar10Params) -> Recipe:
-    recipe = RECIPES[params.recipe]
-    if params.batch_size is not None:
-        recipe = replace(recipe, batch_size=params.batch_size)
-    if params.lr is not None:
-        recipe = replace(recipe, lr=params.lr)
-    return recipe
 
 
 def run(
