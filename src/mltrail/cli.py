@@ -303,22 +303,6 @@ def cmd_promote(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_scenario(args: argparse.Namespace) -> int:
-    from mltrail.monitor.scenario import run_scenario
-
-    result = run_scenario(
-        Path.cwd(), args.out, args.work, shift=args.shift, train_size=args.train_size,
-        epochs=args.epochs,
-    )  # fmt: skip
-    acc = result["served_accuracy"]
-    print(
-        f"in-distribution {acc['in-distribution']:.3f}, shifted {acc['shifted']:.3f}, "
-        f"after retrain {acc['after retrain']:.3f}; loop: {result['loop']['outcome']}"
-    )
-    print(f"report: {args.out / 'scenario.md'}")
-    return 0 if result["promoted"] and result["recovered"] else 1
-
-
 def cmd_params_show(args: argparse.Namespace) -> int:
     params = _params(args)
     if args.json:
@@ -645,21 +629,6 @@ def build_parser() -> argparse.ArgumentParser:
     pro.add_argument("model", type=Path, help="a folder written by mltrail train")
     pro.add_argument("--server", help="a server to reload at once")
     pro.set_defaults(handler=cmd_promote)
-
-    sce = verbs.add_parser(
-        "scenario",
-        help="the loop end to end on CIFAR-10: serve, drift, detect, retrain, promote, recover",
-        description="In a scratch copy of this project (--work): train and promote the CNN, "
-        "serve it, send labelled CIFAR-10 traffic, shift it, let the monitor decide, run the "
-        "retrain loop, and measure the recovery. Needs the dataset (MLTRAIL_DATA_MIRROR or "
-        "a download). Writes OUT/scenario.md, scenario.json, timeline.png, report.html.",
-    )
-    sce.add_argument("--shift", choices=["darken", "noise", "rotate"], default="darken")
-    sce.add_argument("--out", type=Path, default=Path("reports/scenario"))
-    sce.add_argument("--work", type=Path, default=Path(".mltrail/scenario"))
-    sce.add_argument("--train-size", type=int, default=20_000, help="CIFAR-10 training images")
-    sce.add_argument("--epochs", type=int, default=3)
-    sce.set_defaults(handler=cmd_scenario)
 
     params = verbs.add_parser("params", help="inspect params")
     params_what = params.add_subparsers(dest="what", required=True, metavar="WHAT")
