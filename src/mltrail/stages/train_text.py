@@ -13,7 +13,6 @@ time: the paper's Tables 2-3), ``per_class.json``, ``confusion_matrix.png``,
 from __future__ import annotations
 
 import importlib.metadata
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -22,7 +21,6 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 from sklearn.pipeline import Pipeline
-from threadpoolctl import threadpool_limits
 
 from mltrail.config import Params, TrainTextParams
 from mltrail.contracts.layout import REFERENCE_FILE
@@ -37,7 +35,7 @@ from mltrail.models.metrics import (
     write_predictions_csv,
 )
 from mltrail.models.reference import Reference, build_text_reference
-from mltrail.models.text import build_text_pipeline, save_text_model
+from mltrail.models.text import build_text_pipeline, fit_timed, save_text_model
 from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import Reservation, TrackedRun
 
@@ -72,23 +70,14 @@ def train_text(
     build the monitoring reference from ``reference`` (held-out feedback, when prepare chose
     it) or else the test split; no file access."""
     model = build_text_pipeline(params)
-    # One BLAS thread: the solver's BLAS calls are too small to gain from more, and
-    # OpenBLAS's spinning workers made fit 40% slower on 2 cores (0.9 s vs 1.3 s for
-    # 5,000 IMDB rows), and much slower still beside any other busy process.
-    with threadpool_limits(limits=1, user_api="blas"):
-        start = time.perf_counter()
-        model.fit(train["text"], train["label"])
-        train_s = time.perf_counter() - start
-        start = time.perf_counter()
-        predicted = model.predict(test["text"])
-        predict_s = time.perf_counter() - start
-    y = test["label"].to_numpy()
+    timed = fit_timed(model, train, test)
+    y, predicted = test["label"].to_numpy(), timed.predicted
     held = test if reference is None else reference
     return TrainedText(
         model=model,
         classes=classes,
         metrics=classification_scores(y, predicted)
-        | {"train_time_s": train_s, "predict_time_s": predict_s},
+        | {"train_time_s": timed.train_s, "predict_time_s": timed.predict_s},
         y_test=y,
         predicted=predicted,
         reference=build_text_reference(
@@ -101,8 +90,8 @@ def train_text(
         ),
         reference_source="test" if reference is None else "feedback",
         top_terms=top_terms(model, classes),
-        train_s=train_s,
-        predict_s=predict_s,
+        train_s=timed.train_s,
+        predict_s=timed.predict_s,
     )
 
 
