@@ -70,7 +70,7 @@ ENV PATH=/opt/venv/bin:$PATH \
 COPY --chown=mltrail deploy/serve.yaml /app/serve.yaml
 # The build fails here, not the container at start, if a baked-in model cannot be served by
 # this environment (a CNN without model.onnx in an image without torch: retrain it).
-RUN PYTHONDONTWRITEBYTECODE=1 python -c "from mltrail.serve.loading import load; \
+RUN PYTHONDONTWRITEBYTECODE=1 python -c "from mltrail.models.loading import load; \
 print(load('/app/models/text', 'text').version, load('/app/models/image', 'image').runtime)"
 WORKDIR /data
 USER 10001

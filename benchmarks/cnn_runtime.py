@@ -1,7 +1,7 @@
 """The served CNN under torch against ONNX Runtime: latency, throughput, start-up, size.
 
 Both run what ``mltrail serve`` runs for ``POST /predict/image``: the model folder loaded by
-``mltrail.serve.loading.load`` (``$MLTRAIL_CNN_RUNTIME=torch`` or ``onnx``), whose predictor
+``mltrail.models.loading.load`` (``$MLTRAIL_CNN_RUNTIME=torch`` or ``onnx``), whose predictor
 returns the probabilities and the monitoring profile (image statistics and the penultimate
 features projected on the reference's directions). JSON parsing and HTTP are left out: they
 are the same for both (benchmarks/serving.py measures the whole request).
@@ -124,7 +124,7 @@ def test_images(data: Path, n: int) -> np.ndarray:
 
 
 def load_as(model_dir: Path, runtime: str) -> Any:
-    from mltrail.serve.loading import CNN_RUNTIME_ENV, load
+    from mltrail.models.loading import CNN_RUNTIME_ENV, load
 
     os.environ[CNN_RUNTIME_ENV] = runtime
     try:
@@ -200,7 +200,7 @@ import json, os, sys, time
 t0 = time.perf_counter()
 import {module}
 t1 = time.perf_counter()
-from mltrail.serve.loading import load
+from mltrail.models.loading import load
 import numpy as np
 t2 = time.perf_counter()
 m = load(sys.argv[1], "image")
@@ -216,7 +216,7 @@ print(json.dumps({{"import_s": t1 - t0, "load_s": t3 - t2, "first_predict_s": t4
 
 
 def measure_starts(model_dir: Path, starts: int) -> dict[str, Any]:
-    from mltrail.serve.loading import CNN_RUNTIME_ENV
+    from mltrail.models.loading import CNN_RUNTIME_ENV
 
     module = {"torch": "torch", "onnx": "onnxruntime"}
     runs: dict[str, list[dict[str, Any]]] = {r: [] for r in RUNTIMES}

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from mltrail.bench.machine import machine  # noqa: F401 (re-exported for the benchmarks)
 from mltrail.bench.matrix import run_timed, wait_quiet  # noqa: F401
@@ -61,3 +64,27 @@ def fresh_dir(path: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     path.mkdir(parents=True)
     return path
+
+
+def copy_project(source: Path, target: Path) -> Path:
+    """The files git tracks in ``source``, copied into a fresh git repository ``target``
+    (without dvc.lock: the copy runs its own pipeline)."""
+    listed = subprocess.run(["git", "ls-files", "-z"], cwd=source, capture_output=True, check=True)
+    if target.exists():
+        shutil.rmtree(target)
+    for rel in filter(None, listed.stdout.decode().split("\0")):
+        if (source / rel).is_file():
+            (target / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source / rel, target / rel)
+    (target / "dvc.lock").unlink(missing_ok=True)
+    subprocess.run(["git", "init", "-q"], cwd=target, check=True)
+    return target
+
+
+def set_params(project: Path, sections: dict[str, dict[str, Any]]) -> None:
+    """Update sections of ``project``'s params.yaml."""
+    path = project / "params.yaml"
+    params = yaml.safe_load(path.read_text())
+    for section, values in sections.items():
+        params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))

@@ -52,9 +52,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import REPO, fresh_dir, machine
 
 from mltrail.config import LatencySlo, MonitorParams, Params, load_params
-from mltrail.monitor.features import Predict
+from mltrail.models.features import Predict
+from mltrail.models.reference import Reference, load_reference
 from mltrail.monitor.policy import check_window
-from mltrail.monitor.reference import Reference, load_reference
 from mltrail.telemetry import Prediction, Window
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -110,14 +110,14 @@ def text_setup(params: Params, args: argparse.Namespace, work: Path) -> dict[str
     from threadpoolctl import threadpool_limits
 
     from mltrail.data.text import LABEL, TEXT, clean_frame, read_labelled_text
+    from mltrail.models.features import text_predictor
+    from mltrail.models.reference import build_text_reference
     from mltrail.models.text import (
         TextScorer,
         build_text_pipeline,
         load_text_model,
         save_text_model,
     )
-    from mltrail.monitor.features import text_predictor
-    from mltrail.monitor.reference import build_text_reference
     from mltrail.stages.common import fetch_source
     from mltrail.stages.prepare_text import prepare_text
 
@@ -233,8 +233,8 @@ def image_setup(params: Params, args: argparse.Namespace, work: Path) -> dict[st
     from mltrail.models.cnn import RECIPES
     from mltrail.models.cnn_io import load_cnn, save_cnn
     from mltrail.models.cnn_train import train_cnn
-    from mltrail.monitor.features import ImageProjection, image_predictor
-    from mltrail.monitor.reference import build_image_reference
+    from mltrail.models.features import ImageProjection, image_predictor
+    from mltrail.models.reference import build_image_reference
     from mltrail.stages.common import fetch_source
     from mltrail.stages.prepare_cifar10 import prepare_cifar10
 

@@ -52,16 +52,17 @@ def _restore_mlflow_tracking_uri() -> Iterator[None]:
 
 def copy_repository(root: Path) -> Path:
     """The files this repository tracks, copied into ``root`` as a fresh git repository."""
-    from mltrail.monitor.scenario import copy_project
+    from benchmarks.common import copy_project
 
-    return copy_project(REPO, root)
+    copied: Path = copy_project(REPO, root)
+    return copied
 
 
 def set_params(project: Path, **sections: dict[str, object]) -> None:
     """Update sections of ``project``'s params.yaml."""
-    from mltrail.monitor import scenario
+    from benchmarks.common import set_params as update
 
-    scenario.set_params(project, sections)
+    update(project, sections)
 
 
 def wait_until_ready(

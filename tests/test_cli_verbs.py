@@ -36,7 +36,6 @@ DOCUMENTED = [
     "monitor",
     "retrain",
     "promote",
-    "scenario",
     "params",
     "completion",
     "init",

@@ -125,7 +125,7 @@ def test_every_imported_package_is_declared_where_it_is_needed() -> None:
 def test_the_check_sees_what_it_should() -> None:
     """The import walk itself: a lazy import counts, a TYPE_CHECKING one does not."""
     found = {(m, t) for m, t, _ in _third_party()}
-    assert ("monitor/drift", "scipy") in found and ("monitor/promote", "httpx") in found
+    assert ("monitor/drift", "scipy") in found and ("release/promote", "httpx") in found
     assert ("cli/serve", "uvicorn") in found  # imported inside cmd_serve
     assert not any(t == "mltrail" or t in sys.stdlib_module_names for _, t in found)
 

@@ -98,3 +98,19 @@ def resolve_environment(
     for name in STORE_ENV:
         if env.get(name):
             env[name] = absolute_store(env[name], base)
+
+
+def keep_wandb_files_in(root: Path) -> None:
+    """W&B's data, cache, artifact and config folders under ``root/wandb/`` (where the
+    environment does not name them), not in the home folder; W&B quiet and without its own git
+    check (mltrail records the commit itself). Called before ``import wandb`` by the tracker,
+    the serving sink and the benchmark's paper-style run."""
+    for var, sub in (
+        ("WANDB_DATA_DIR", ".data"),
+        ("WANDB_CACHE_DIR", ".cache"),
+        ("WANDB_ARTIFACT_DIR", ".artifacts"),
+        ("WANDB_CONFIG_DIR", ".config"),
+    ):
+        os.environ.setdefault(var, str(root / "wandb" / sub))
+    os.environ.setdefault("WANDB_SILENT", "true")
+    os.environ.setdefault("WANDB_DISABLE_GIT", "true")

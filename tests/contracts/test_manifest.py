@@ -21,7 +21,7 @@ from mltrail.contracts.manifest import (
     ReferenceEntry,
 )
 from mltrail.fsio import sha256_file
-from mltrail.lineage import build_manifest
+from mltrail.tracking.lineage import build_manifest
 
 DATA = Path(__file__).parent / "data"
 OLD = ["manifest-text-0.1.json", "manifest-cifar10-0.1.json"]

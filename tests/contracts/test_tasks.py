@@ -48,8 +48,8 @@ def test_an_unknown_name_lists_the_choices(lookup: object) -> None:
 
 
 def test_the_server_has_a_loader_and_a_route_for_every_kind() -> None:
+    from mltrail.models.loading import _LOADERS
     from mltrail.serve.app import METRIC_PATHS, create_app
-    from mltrail.serve.loading import _LOADERS
     from mltrail.serve.settings import load_settings
 
     assert set(_LOADERS) == set(KINDS)

@@ -80,7 +80,7 @@ def test_the_shift_starts_at_the_first_flagged_check_of_the_current_streak(
 ) -> None:
     import json
 
-    from mltrail.monitor.retrain import _shift_started
+    from mltrail.release.retrain import _shift_started
 
     checks = [("ok", 10.0), ("warn", 20.0), ("ok", 30.0), ("warn", 40.0), ("retrain", 50.0)]
     lines = [json.dumps({"decision": d, "time": t, "model_version": "m@1",

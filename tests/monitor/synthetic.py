@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mltrail.monitor.reference import Reference
+from mltrail.models.reference import Reference
 from mltrail.telemetry import Prediction, Window
 
 CLASSES = ["neg", "pos"]

@@ -1,5 +1,5 @@
-"""`mltrail scenario` end to end on a small slice of the real CIFAR-10 (the committed report
-in reports/scenario/ is the full-size run)."""
+"""benchmarks/scenario.py end to end on a small slice of the real CIFAR-10 (the committed
+report in reports/scenario/ is the full-size run)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.shared_data]
 def test_the_scenario_detects_retrains_and_reports(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from mltrail.monitor.scenario import run_scenario
+    from benchmarks.scenario import run_scenario
 
     monkeypatch.setenv(MIRROR_ENV, str(shared_datasets()))
     result = run_scenario(

@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from mltrail.deploy import DeployError, Release, Target, deploy
+from mltrail.release.deploy import DeployError, Release, Target, deploy
 from tests.conftest import free_port
 from tests.release.conftest import SshHost
 

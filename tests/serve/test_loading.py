@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from mltrail.contracts.manifest import Manifest
+from mltrail.models.loading import ModelLoadError, load, verify
 from mltrail.models.text import load_text_model
-from mltrail.serve.loading import ModelLoadError, load, verify
 
 
 def test_a_served_text_model_predicts_as_the_offline_model(model_dirs: dict[str, Path]) -> None:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from mltrail.fsio import sha256_file
-from mltrail.serve.loading import CNN_RUNTIME_ENV, ModelLoadError, load
+from mltrail.models.loading import CNN_RUNTIME_ENV, ModelLoadError, load
 
 
 def _images(model_dirs: dict[str, Path], n: int = 40) -> np.ndarray:
@@ -54,7 +54,7 @@ def test_the_onnx_path_never_imports_torch(model_dirs: dict[str, Path]) -> None:
     script = (
         "import sys, numpy as np\n"
         "import mltrail.cli, mltrail.serve.app\n"
-        "from mltrail.serve.loading import load\n"
+        "from mltrail.models.loading import load\n"
         f"m = load({str(model_dirs['image'])!r}, 'image')\n"
         "probs, profiles = m.predict(np.zeros((3, 3, 32, 32), np.float32))\n"
         "assert m.runtime == 'onnx' and probs.shape == (3, 10) and 'proj_0' in profiles[0]\n"

@@ -11,8 +11,8 @@ import pandas as pd
 import pytest
 
 from mltrail.errors import MltrailError
-from mltrail.monitor.reference import load_reference
-from mltrail.serve.loading import ModelLoadError, load
+from mltrail.models.loading import ModelLoadError, load
+from mltrail.models.reference import load_reference
 
 TEXTS = ["a good film number 3", "a bad film", "words never seen"]
 

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mltrail.serve.loading import load
+from mltrail.models.loading import load
 from tests.serve.conftest import Server, start_server
 
 TEXTS = ["a good film number 3", "a bad film number 8", "review of class 1", "good good good"]

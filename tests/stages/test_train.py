@@ -6,6 +6,7 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -46,6 +47,37 @@ def test_text_metrics_are_identical_under_every_tracker(
     assert all(s == scores[0] for s in scores)
     assert scores[0]["accuracy"] > 0.9  # the fixture's classes are separable
     assert set(results["none"].metrics) == {"accuracy", "f1_macro", "f1_weighted", *TIMES}
+
+
+def test_the_text_core_trains_in_memory(text_data: Path, make_params: Make) -> None:
+    """train_text: frames in, model, scores and reference out; the folder is run()'s business."""
+    train, test = (
+        pd.read_parquet(text_data / "train.parquet"),
+        pd.read_parquet(text_data / "test.parquet"),
+    )
+    params = make_params().train_text
+    trained = train_text.train_text(train, test, ["neg", "pos"], params)
+    assert trained.metrics["accuracy"] > 0.9 and trained.reference_source == "test"
+    assert list(trained.predicted) == list(trained.model.predict(test["text"]))
+    assert len(trained.reference.labels) == len(test)
+    held = test.iloc[:6]
+    again = train_text.train_text(train, test, ["neg", "pos"], params, reference=held)
+    assert again.reference_source == "feedback" and len(again.reference.labels) == 6
+    assert again.metrics["accuracy"] == trained.metrics["accuracy"]
+
+
+def test_the_cnn_core_trains_in_memory(cifar_data: Path, make_params: Make) -> None:
+    with np.load(cifar_data / "train.npz") as tr, np.load(cifar_data / "test.npz") as te:
+        train, test = (tr["x"], tr["y"]), (te["x"], te["y"])
+    params = make_params("train_cifar10.epochs=2", "train_cifar10.batch_size=32").train_cifar10
+    heard: list[int] = []
+    classes = [f"c{i}" for i in range(10)]
+    trained = train_cifar10.train_cifar10(
+        train, test, classes, params, on_epoch=lambda r: heard.append(r.epoch), progress=False
+    )
+    assert heard == [1, 2] and trained.metrics["epochs"] == 2.0
+    assert not trained.model.training and trained.reference_source == "test"
+    assert trained.saliency.labels == list(range(10))  # one held-out image per class
 
 
 def test_text_outputs_and_manifest(workdir: Path, text_data: Path, make_params: Make) -> None:
@@ -143,7 +175,7 @@ def test_cnn_trains_and_mlflow_serves_the_same_model(
     served = mlflow.pyfunc.load_model(f"runs:/{state['run_id']}/model").predict(x.numpy())
     assert np.allclose(np.asarray(served), local, atol=1e-5)
     # mltrail's own copy in the run (mltrail-model) carries model.onnx: served by ONNX Runtime.
-    from mltrail.serve.loading import load
+    from mltrail.models.loading import load
 
     ours = load(f"runs:/{state['run_id']}/mltrail-model", "image")
     assert ours.runtime == "onnx"

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,25 +31,18 @@ LogModel = Callable[[Any, Any], None]
 
 def train_text(params: Params, data_dir: Path, log: Log) -> tuple[Any, dict[str, float], Any]:
     import pandas as pd
-    from threadpoolctl import threadpool_limits
 
     from mltrail.models.metrics import classification_scores
-    from mltrail.models.text import build_text_pipeline
+    from mltrail.models.text import build_text_pipeline, fit_timed
 
     layout = task_spec("text").prepared
     train = pd.read_parquet(data_dir / layout.train)
     test = pd.read_parquet(data_dir / layout.test)
     model = build_text_pipeline(params.train_text)
-    with threadpool_limits(limits=1, user_api="blas"):  # as mltrail train text
-        start = time.perf_counter()
-        model.fit(train["text"], train["label"])
-        train_time = time.perf_counter() - start
-        start = time.perf_counter()
-        predicted = model.predict(test["text"])
-        predict_time = time.perf_counter() - start
-    metrics = classification_scores(test["label"].to_numpy(), predicted) | {
-        "train_time_s": train_time,
-        "predict_time_s": predict_time,
+    timed = fit_timed(model, train, test)  # as mltrail train text
+    metrics = classification_scores(test["label"].to_numpy(), timed.predicted) | {
+        "train_time_s": timed.train_s,
+        "predict_time_s": timed.predict_s,
     }
     return model, metrics, None
 
@@ -58,8 +50,8 @@ def train_text(params: Params, data_dir: Path, log: Log) -> tuple[Any, dict[str,
 def train_cifar10(params: Params, data_dir: Path, log: Log) -> tuple[Any, dict[str, float], Any]:
     import numpy as np
 
+    from mltrail.models.cnn import resolve_recipe
     from mltrail.models.cnn_train import train_cnn
-    from mltrail.stages.train_cifar10 import resolve_recipe
 
     section = params.train_cifar10
     layout = task_spec("cifar10").prepared
@@ -115,9 +107,9 @@ def _mlflow(
 def _wandb(
     params: Params, task: str, run_name: str, where: dict[str, str]
 ) -> Iterator[tuple[Log, LogModel]]:
-    from mltrail.tracking.wandb_backend import keep_files_in
+    from mltrail.paths import keep_wandb_files_in
 
-    keep_files_in(Path(params.tracking.wandb_dir).resolve())  # W&B's caches too, as mltrail's
+    keep_wandb_files_in(Path(params.tracking.wandb_dir).resolve())  # W&B's caches too, as mltrail's
     import wandb
 
     run = wandb.init(

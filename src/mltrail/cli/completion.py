@@ -23,9 +23,11 @@ class CompletionArgs(Args):
 def cmd_completion(args: CompletionArgs) -> int:
     import shtab
 
-    from mltrail.cli.app import build_parser
+    # The whole parser, through the package: this module is one of the verbs app.py registers,
+    # so importing app.py from here would be a cycle between siblings.
+    from mltrail import cli
 
-    parser = build_parser()
+    parser = cli.build_parser()
     _complete_paths(parser, shtab.FILE)
     print(shtab.complete(parser, shell=args.shell), end="")
     return 0

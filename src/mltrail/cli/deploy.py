@@ -36,7 +36,7 @@ class DeployArgs(Args):
 def cmd_deploy(args: DeployArgs) -> int:
     import os
 
-    from mltrail.deploy import Release, Target, deploy
+    from mltrail.release.deploy import Release, Target, deploy
     from mltrail.telemetry import STORE_ENV
 
     # In the order of their fields, as the options are named.

@@ -23,7 +23,7 @@ class LineageArgs(Args):
 def cmd_lineage(args: LineageArgs) -> int:
     import json
 
-    from mltrail.lineage import lineage, render
+    from mltrail.tracking.lineage import lineage, render
 
     trail = lineage(args.model_dir)
     print(json.dumps(trail, indent=2) if args.json else render(trail))

@@ -20,7 +20,7 @@ class PromoteArgs(ParamsArgs):
 def cmd_promote(args: PromoteArgs) -> int:
     import os
 
-    from mltrail.monitor.promote import promote, reload_server
+    from mltrail.release.promote import promote, reload_server
 
     record = promote(args.model, args.load_params(), {"manual": True})
     print(f"promoted {record['task']} model {record['version']} -> {record['release']}")

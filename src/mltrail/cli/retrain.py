@@ -26,7 +26,7 @@ def cmd_retrain(args: RetrainArgs) -> int:
     import os
     import time
 
-    from mltrail.monitor.retrain import retrain_once
+    from mltrail.release.retrain import retrain_once
 
     params = args.load_params()
     store = telemetry_store(args.store)

@@ -38,7 +38,7 @@ MANIFEST_FILE = "manifest.json"
 METRICS_FILE = "metrics.json"
 """The metrics, as DVC reads them (``dvc metrics``)."""
 REFERENCE_FILE = "reference.npz"
-"""The monitoring reference (mltrail.monitor.reference), named and hashed by the manifest."""
+"""The monitoring reference (mltrail.models.reference), named and hashed by the manifest."""
 ONNX_FILE = "model.onnx"
 """The CNN's ONNX copy, what the server runs without torch; named and hashed by the manifest."""
 

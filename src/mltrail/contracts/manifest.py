@@ -3,7 +3,7 @@ the monitor, promotion, the benchmark and ``mltrail lineage``.
 
 git commit (and whether the tree was dirty) -> params and their hash -> the prepared data's
 hashes -> the model file's sha256 (and those of the ONNX copy and the monitoring reference)
--> tracker run ids. :func:`mltrail.lineage.build_manifest` measures these; this module says
+-> tracker run ids. :func:`mltrail.tracking.lineage.build_manifest` measures these; this module says
 what the record is.
 
 Decisions, and why:
@@ -79,14 +79,15 @@ class _Record(BaseModel):
 
 class GitState(_Record):
     """The commit trained from; whether tracked files differed from it, ignoring the files
-    DVC itself writes (see :func:`mltrail.lineage.git_state`). ``None``: not known (no git)."""
+    DVC itself writes (see :func:`mltrail.tracking.lineage.git_state`). ``None``: not known
+    (no git)."""
 
     optional_keys = frozenset({"dirty_files_total"})
 
     commit: str | None
     dirty: bool | None
     dirty_files: list[str] | None = None
-    """The changed files, at most ``mltrail.lineage.DIRTY_FILES_MAX`` of them."""
+    """The changed files, at most ``mltrail.tracking.lineage.DIRTY_FILES_MAX`` of them."""
     dirty_files_total: int | None = None
     """How many changed files there were, when more than were named."""
 

@@ -10,7 +10,7 @@ CNN is the server's image model.
     spec.kind, spec.endpoint, spec.model_file   # "image", "/predict/image", "model.pt"
     kind_spec("image").task                      # "cifar10"
 
-The server's loader is chosen by kind (``mltrail.serve.loading``; a test checks that every
+The server's loader is chosen by kind (``mltrail.models.loading``; a test checks that every
 kind registered here has one), and the monitor reads a task's telemetry by its endpoint.
 """
 

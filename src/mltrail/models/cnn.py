@@ -9,11 +9,14 @@ smoothing and random horizontal flips. benchmarks/cnn_recipe.py measures one aga
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING, Literal
 
 import torch
 from torch import nn
+
+if TYPE_CHECKING:
+    from mltrail.config import TrainCifar10Params
 
 Architecture = Literal["paper", "fast"]
 
@@ -68,6 +71,16 @@ RECIPES: dict[str, Recipe] = {
     "paper": Recipe("paper", 32, "adam", 1e-3, "constant", 0.0, 0.0, False, False),
     "fast": Recipe("fast", 256, "sgd", 0.2, "onecycle", 5e-4, 0.1, True, True),
 }
+
+
+def resolve_recipe(params: TrainCifar10Params) -> Recipe:
+    """The recipe ``params`` names, with their batch size and learning rate where set."""
+    recipe = RECIPES[params.recipe]
+    if params.batch_size is not None:
+        recipe = replace(recipe, batch_size=params.batch_size)
+    if params.lr is not None:
+        recipe = replace(recipe, lr=params.lr)
+    return recipe
 
 
 def logits_in_batches(model: nn.Module, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:

@@ -16,7 +16,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import stats  # type: ignore[import-untyped]
 
-from mltrail.monitor.reference import Reference
+from mltrail.models.reference import Reference
 
 DATA, PREDICTION = "data", "prediction"
 

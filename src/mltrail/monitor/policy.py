@@ -24,8 +24,8 @@ import numpy as np
 from scipy import stats  # type: ignore[import-untyped]
 
 from mltrail.config import MonitorParams
+from mltrail.models.reference import Reference
 from mltrail.monitor.drift import DATA, PREDICTION, DriftTest, run_tests
-from mltrail.monitor.reference import Reference
 from mltrail.telemetry import Window
 
 LEVELS = ("ok", "warn", "retrain")

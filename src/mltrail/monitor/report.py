@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from mltrail.fsio import atomic_write_text, write_json
+from mltrail.models.reference import Reference
 from mltrail.monitor.policy import LEVELS, Check
-from mltrail.monitor.reference import Reference
 from mltrail.telemetry import Window
 
 DECISIONS = "decisions.jsonl"

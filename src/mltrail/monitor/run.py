@@ -14,8 +14,8 @@ from mltrail.config import MonitorParams, Task
 from mltrail.contracts.manifest import Manifest
 from mltrail.contracts.tasks import task_spec
 from mltrail.errors import MltrailError
+from mltrail.models.reference import Reference
 from mltrail.monitor.policy import Check, check_window
-from mltrail.monitor.reference import Reference
 from mltrail.monitor.report import write_outputs
 from mltrail.monitor.summary import summarize
 from mltrail.telemetry import read_window
@@ -40,7 +40,7 @@ class MonitoredModel:
 
 def monitored_model(source: str) -> MonitoredModel:
     """The model a server runs from ``source`` (folder or MLflow URI), with its reference."""
-    from mltrail.serve.loading import load_verified_reference, resolve, verify
+    from mltrail.models.loading import load_verified_reference, resolve, verify
 
     model_dir = resolve(source)
     manifest = verify(model_dir)

@@ -37,8 +37,8 @@ from mltrail import __version__
 from mltrail.contracts.pointer import Pointer
 from mltrail.contracts.tasks import KINDS, PREDICT_ENDPOINTS, kind_spec
 from mltrail.errors import MltrailError
+from mltrail.models.loading import LoadedModel, load
 from mltrail.serve import schemas
-from mltrail.serve.loading import LoadedModel, load
 from mltrail.serve.metrics import ServerMetrics
 from mltrail.serve.settings import ServeSettings
 from mltrail.telemetry import (

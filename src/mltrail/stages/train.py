@@ -21,8 +21,8 @@ from mltrail.contracts.manifest import Manifest, ModelInfo
 from mltrail.contracts.tasks import TaskSpec, train_stage
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_dir, sha256_file, write_json
-from mltrail.lineage import build_manifest
 from mltrail.tracking.base import ModelRef
+from mltrail.tracking.lineage import build_manifest
 from mltrail.tracking.run import Reservation, TrackedRun, open_run
 
 

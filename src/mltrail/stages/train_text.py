@@ -1,5 +1,9 @@
 """Stages ``train_text_{baseline,mlflow,wandb}``: TF-IDF + logistic regression.
 
+:func:`train_text` is the core (frames in, the fitted model, its scores and its reference out;
+no files), :func:`write_trained_text` writes a model folder's files, :func:`run` reads the
+prepared data and runs both under the tracked run (:func:`mltrail.stages.train.run_training`).
+
 Outputs: ``model.npz``, ``metrics.json`` (accuracy, F1 macro and weighted, train and predict
 time: the paper's Tables 2-3), ``per_class.json``, ``confusion_matrix.png``,
 ``predictions.csv`` (for ``dvc plots``), ``explain.json`` (the top-weighted terms per class),
@@ -9,13 +13,16 @@ time: the paper's Tables 2-3), ``per_class.json``, ``confusion_matrix.png``,
 from __future__ import annotations
 
 import importlib.metadata
-import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
+import numpy as np
 import pandas as pd
-from threadpoolctl import threadpool_limits
+from numpy.typing import NDArray
+from sklearn.pipeline import Pipeline
 
-from mltrail.config import Params
+from mltrail.config import Params, TrainTextParams
 from mltrail.contracts.layout import REFERENCE_FILE
 from mltrail.contracts.manifest import Manifest, ModelInfo, ReferenceEntry
 from mltrail.contracts.tasks import task_spec
@@ -27,12 +34,91 @@ from mltrail.models.metrics import (
     plot_confusion,
     write_predictions_csv,
 )
-from mltrail.models.text import build_text_pipeline, save_text_model
-from mltrail.monitor.reference import build_text_reference
+from mltrail.models.reference import Reference, build_text_reference
+from mltrail.models.text import build_text_pipeline, fit_timed, save_text_model
 from mltrail.stages.train import Fitted, require_prepared, run_training
 from mltrail.tracking.run import Reservation, TrackedRun
 
 TASK = task_spec("text")
+
+
+@dataclass(frozen=True)
+class TrainedText:
+    """A trained text model and everything its folder is made of, in memory."""
+
+    model: Pipeline
+    classes: list[str]
+    metrics: dict[str, float]
+    """Accuracy, F1 macro and weighted on the test split; train and predict seconds."""
+    y_test: NDArray[np.int64]
+    predicted: NDArray[np.int64]
+    reference: Reference
+    reference_source: Literal["feedback", "test"]
+    top_terms: dict[str, list[dict[str, Any]]]
+    train_s: float
+    predict_s: float
+
+
+def train_text(
+    train: pd.DataFrame,
+    test: pd.DataFrame,
+    classes: list[str],
+    params: TrainTextParams,
+    reference: pd.DataFrame | None = None,
+) -> TrainedText:
+    """Fit on ``train``, score on ``test`` (columns ``text``, ``label``: the class index), and
+    build the monitoring reference from ``reference`` (held-out feedback, when prepare chose
+    it) or else the test split; no file access."""
+    model = build_text_pipeline(params)
+    timed = fit_timed(model, train, test)
+    y, predicted = test["label"].to_numpy(), timed.predicted
+    held = test if reference is None else reference
+    return TrainedText(
+        model=model,
+        classes=classes,
+        metrics=classification_scores(y, predicted)
+        | {"train_time_s": timed.train_s, "predict_time_s": timed.predict_s},
+        y_test=y,
+        predicted=predicted,
+        reference=build_text_reference(
+            model,
+            train["text"].tolist(),
+            held["text"].tolist(),
+            held["label"].to_numpy(),
+            classes,
+            seed=params.seed,
+        ),
+        reference_source="test" if reference is None else "feedback",
+        top_terms=top_terms(model, classes),
+        train_s=timed.train_s,
+        predict_s=timed.predict_s,
+    )
+
+
+def write_trained_text(trained: TrainedText, out: Path) -> Fitted:
+    """Write the model folder's files into ``out`` (the harness adds the manifest and
+    ``metrics.json``); what was written, for the manifest and the trackers."""
+    y, predicted, classes = trained.y_test, trained.predicted, trained.classes
+    save_text_model(trained.model, out / TASK.model_file)
+    trained.reference.save(out / REFERENCE_FILE)
+    write_json(out / "explain.json", {"top_terms": trained.top_terms})
+    write_json(out / "per_class.json", per_class_report(y, predicted, classes))
+    write_predictions_csv(out / "predictions.csv", y, predicted, classes)
+    plot_confusion(out / "confusion_matrix.png", y, predicted, classes, "text: confusion")
+    return Fitted(
+        metrics=trained.metrics,
+        artifacts=["per_class.json", "confusion_matrix.png", "explain.json", REFERENCE_FILE],
+        model_info=ModelInfo(
+            classes=classes,
+            reference=ReferenceEntry(
+                file=REFERENCE_FILE,
+                sha256=sha256_file(out / REFERENCE_FILE),
+                source=trained.reference_source,
+            ),
+        ),
+        requirements=_requirements("scikit-learn", "numpy", "scipy"),
+        timings={"train_s": trained.train_s, "predict_s": trained.predict_s},
+    )
 
 
 def run(
@@ -48,52 +134,15 @@ def run(
     require_prepared(data_dir, TASK)
 
     def fit(run: TrackedRun, out: Path) -> Fitted:
-        train = pd.read_parquet(data_dir / layout.train)
-        test = pd.read_parquet(data_dir / layout.test)
-        classes = layout.read_classes(data_dir)
-        model = build_text_pipeline(params.train_text)
-        # One BLAS thread: the solver's BLAS calls are too small to gain from more, and
-        # OpenBLAS's spinning workers made fit 40% slower on 2 cores (0.9 s vs 1.3 s for
-        # 5,000 IMDB rows), and much slower still beside any other busy process.
-        with threadpool_limits(limits=1, user_api="blas"):
-            start = time.perf_counter()
-            model.fit(train["text"], train["label"])
-            train_time = time.perf_counter() - start
-            start = time.perf_counter()
-            predicted = model.predict(test["text"])
-            predict_time = time.perf_counter() - start
-        y = test["label"].to_numpy()
-        metrics = classification_scores(y, predicted) | {
-            "train_time_s": train_time,
-            "predict_time_s": predict_time,
-        }
-        save_text_model(model, out / TASK.model_file)
-        # Monitored against held-out feedback when prepare chose it, else the test split.
-        recent = data_dir / layout.reference
-        held = pd.read_parquet(recent) if recent.is_file() else test
-        reference = build_text_reference(
-            model, train["text"].tolist(), held["text"].tolist(), held["label"].to_numpy(),
-            classes, seed=params.train_text.seed,
-        )  # fmt: skip
-        reference.save(out / REFERENCE_FILE)
-        write_json(out / "explain.json", {"top_terms": top_terms(model, classes)})
-        write_json(out / "per_class.json", per_class_report(y, predicted, classes))
-        write_predictions_csv(out / "predictions.csv", y, predicted, classes)
-        plot_confusion(out / "confusion_matrix.png", y, predicted, classes, "text: confusion")
-        return Fitted(
-            metrics=metrics,
-            artifacts=["per_class.json", "confusion_matrix.png", "explain.json", REFERENCE_FILE],
-            model_info=ModelInfo(
-                classes=classes,
-                reference=ReferenceEntry(
-                    file=REFERENCE_FILE,
-                    sha256=sha256_file(out / REFERENCE_FILE),
-                    source="feedback" if recent.is_file() else "test",
-                ),
-            ),
-            requirements=_requirements("scikit-learn", "numpy", "scipy"),
-            timings={"train_s": train_time, "predict_s": predict_time},
+        recent = data_dir / layout.reference  # held-out feedback, when prepare chose it
+        trained = train_text(
+            pd.read_parquet(data_dir / layout.train),
+            pd.read_parquet(data_dir / layout.test),
+            layout.read_classes(data_dir),
+            params.train_text,
+            pd.read_parquet(recent) if recent.is_file() else None,
         )
+        return write_trained_text(trained, out)
 
     return run_training(
         task=TASK,

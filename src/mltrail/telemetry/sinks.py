@@ -24,10 +24,10 @@ class WandbSink:
     name = "wandb"
 
     def __init__(self, settings: TelemetrySettings) -> None:
-        from mltrail.tracking.wandb_backend import keep_files_in
+        from mltrail.paths import keep_wandb_files_in
 
         root = Path(settings.wandb_dir).resolve()
-        keep_files_in(root)
+        keep_wandb_files_in(root)
         import wandb
 
         self._run = wandb.init(

@@ -8,27 +8,15 @@ them when a network is there. W&B's own caches and artifact staging are kept und
 from __future__ import annotations
 
 import contextlib
-import os
 import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
+from mltrail.paths import keep_wandb_files_in
 from mltrail.tracking.base import ModelRef, RunStart, Status
 
 _EXIT_CODES = {"finished": 0, "failed": 1, "killed": 130}
-
-
-def keep_files_in(root: Path) -> None:
-    for var, sub in (
-        ("WANDB_DATA_DIR", ".data"),
-        ("WANDB_CACHE_DIR", ".cache"),
-        ("WANDB_ARTIFACT_DIR", ".artifacts"),
-        ("WANDB_CONFIG_DIR", ".config"),
-    ):
-        os.environ.setdefault(var, str(root / "wandb" / sub))
-    os.environ.setdefault("WANDB_SILENT", "true")
-    os.environ.setdefault("WANDB_DISABLE_GIT", "true")  # mltrail records the commit itself
 
 
 class WandbTracker:
@@ -38,7 +26,7 @@ class WandbTracker:
         self.project = project
         self.mode = mode
         self.dir = Path(wandb_dir).resolve()
-        keep_files_in(self.dir)
+        keep_wandb_files_in(self.dir)
         import wandb
 
         self._wandb = wandb

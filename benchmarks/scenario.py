@@ -1,5 +1,7 @@
-"""``mltrail scenario``: the whole loop, scripted, on real data (CIFAR-10), in a scratch copy
-of the project.
+"""The whole loop, scripted, on real data (CIFAR-10), in a scratch copy of the project.
+
+    MLTRAIL_DATA_MIRROR=/path/to/datasets python benchmarks/scenario.py [--shift darken]
+
 
 1. ``dvc repro`` the serving stage (prepare + train, tracked in MLflow) and promote the model;
 2. start ``mltrail serve`` with input capture, and send in-distribution traffic (CIFAR-10 test
@@ -12,19 +14,24 @@ of the project.
    server reloads it;
 5. more shifted traffic: the accuracy the server reaches on it recovers.
 
-Writes OUT/scenario.{md,json}, OUT/timeline.png and the monitor's last report.html. Exits
-non-zero when the loop did not close (no retrain decision, no promotion, no recovery).
+Writes OUT/scenario.{md,json}, OUT/timeline.png and the monitor's last report.html (OUT:
+``reports/scenario`` by default; the scratch copy: ``.mltrail/scenario``). Exits non-zero when
+the loop did not close (no retrain decision, no promotion, no recovery). About 4 minutes on 2
+cores. A demo harness, not library code: it changes directory into the copy and puts this
+interpreter's ``bin`` first on PATH (the DVC stages run ``mltrail``), and puts both back.
 """
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import logging
 import os
 import shutil
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +44,9 @@ from mltrail.contracts.tasks import kind_spec
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_write_text, write_json
 from mltrail.telemetry import DEFAULT_STORE
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import REPO, copy_project, free_port, machine, set_params
 
 log = logging.getLogger(__name__)
 SHIFTS: dict[str, Callable[[NDArray[np.uint8]], NDArray[np.uint8]]] = {
@@ -65,31 +75,6 @@ class Traffic:
         return float(np.mean([p == y for p, y in rows])) if rows else float("nan")
 
 
-def copy_project(source: Path, target: Path) -> Path:
-    """The files git tracks in ``source``, copied into a fresh git repository ``target``
-    (without dvc.lock: the copy runs its own pipeline)."""
-    files = subprocess.run(["git", "ls-files", "-z"], cwd=source, capture_output=True,
-                           check=True).stdout.decode()  # fmt: skip
-    if target.exists():
-        shutil.rmtree(target)
-    for rel in filter(None, files.split("\0")):
-        if (source / rel).is_file():
-            (target / rel).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(source / rel, target / rel)
-    (target / "dvc.lock").unlink(missing_ok=True)
-    subprocess.run(["git", "init", "-q"], cwd=target, check=True)
-    return target
-
-
-def set_params(project: Path, sections: dict[str, dict[str, Any]]) -> None:
-    """Update sections of ``project``'s params.yaml."""
-    path = project / "params.yaml"
-    params = yaml.safe_load(path.read_text())
-    for section, values in sections.items():
-        params[section].update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
-
-
 def _pool(project: Path, params: Any) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
     """CIFAR-10 test images outside the prepared test split: never seen, never evaluated on."""
     from mltrail.data.cifar10 import read_cifar10_archive
@@ -99,52 +84,75 @@ def _pool(project: Path, params: Any) -> tuple[NDArray[np.uint8], NDArray[np.int
     cifar = params.cifar10_section()
     source = fetch_source(params, cifar.source, project / "data/raw", progress=False)
     arrays = read_cifar10_archive(source.path)
-    used = stratified_subset(arrays.y_test, cifar.test_size, cifar.seed,
-                             "cifar10.test_size", arrays.classes)  # fmt: skip
+    used = stratified_subset(
+        arrays.y_test, cifar.test_size, cifar.seed, "cifar10.test_size", arrays.classes
+    )
     free = np.setdiff1d(np.arange(len(arrays.y_test)), used)
     order = np.random.default_rng(7).permutation(free)
     return arrays.x_test[order], arrays.y_test[order]
 
 
-def _free_port() -> int:
-    import socket
+@contextlib.contextmanager
+def inside(project: Path) -> Iterator[None]:
+    """Work in ``project`` with this interpreter's ``bin`` first on PATH (the DVC stages run
+    ``mltrail``); the working directory and PATH are put back afterwards, also on errors."""
+    path = os.environ.get("PATH")
+    os.environ["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), path]))
+    try:
+        with contextlib.chdir(project):
+            yield
+    finally:
+        if path is None:
+            os.environ.pop("PATH", None)
+        else:
+            os.environ["PATH"] = path
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
-
-def _start_server(project: Path, release: str, port: int) -> tuple[subprocess.Popen[bytes], str]:
+@contextlib.contextmanager
+def serving(project: Path, release: str, port: int) -> Iterator[str]:
+    """``mltrail serve`` of ``release`` with input capture, in ``project``: its URL once ready;
+    stopped on leaving."""
     import httpx
 
     settings = {
-        "image_model": release, "port": port, "capture_inputs": 1.0,
+        "image_model": release,
+        "port": port,
+        "capture_inputs": 1.0,
         "pointer_file": str(project / "releases/serving.json"),
         "telemetry": {"sqlite_path": str(project / DEFAULT_STORE)},
-    }  # fmt: skip
+    }
     (project / "serve.yaml").write_text(yaml.safe_dump(settings))
-    log_file = (project / "server.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "mltrail", "serve", "--settings", "serve.yaml"],
-                            cwd=project, stdout=log_file, stderr=subprocess.STDOUT)  # fmt: skip
+    log_path = project / "server.log"
+    argv = [sys.executable, "-m", "mltrail", "serve", "--settings", "serve.yaml"]
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(argv, cwd=project, stdout=log_file, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise MltrailError(f"the server exited: {(project / 'server.log').read_text()[-2000:]}")
-        try:
-            if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    proc.terminate()
-    raise MltrailError("the server did not become ready in 120 s")
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                raise MltrailError(f"the server exited: {log_path.read_text()[-2000:]}")
+            with contextlib.suppress(httpx.TransportError):
+                if httpx.get(f"{url}/ready", timeout=2).status_code == 200:
+                    break
+            if time.monotonic() > deadline:
+                raise MltrailError("the server did not become ready in 120 s")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
 
 
 def _send(
-    client: Any, traffic: Traffic, phase: str, x: NDArray[np.uint8], y: NDArray[np.int64],
-    label_share: float, rng: np.random.Generator,
-) -> None:  # fmt: skip
+    client: Any,
+    traffic: Traffic,
+    phase: str,
+    x: NDArray[np.uint8],
+    y: NDArray[np.int64],
+    label_share: float,
+    rng: np.random.Generator,
+) -> None:
     for start in range(0, len(y), BATCH):
         images = x[start : start + BATCH].transpose(0, 2, 3, 1)  # HWC, 0-255: the API's layout
         r = client.post(IMAGE_ENDPOINT, json={"images": images.tolist()})
@@ -154,8 +162,10 @@ def _send(
         for prediction, label in zip(body["predictions"], y[start : start + BATCH], strict=True):
             traffic.served.append((phase, prediction["label"], int(label), body["model_version"]))
             if rng.random() < label_share:
-                client.post("/feedback", json={"prediction_id": prediction["prediction_id"],
-                                               "label": int(label)})  # fmt: skip
+                client.post(
+                    "/feedback",
+                    json={"prediction_id": prediction["prediction_id"], "label": int(label)},
+                )
 
 
 def _plot(traffic: Traffic, path: Path, shift: str) -> None:
@@ -182,8 +192,9 @@ def _plot(traffic: Traffic, path: Path, shift: str) -> None:
         ax.axvspan(start, end, color=colors.get(phase, "#eeeeee"), alpha=0.8)
         ax.text(start + 5, 0.03, phase, fontsize=8)
     for event in traffic.events:
-        ax.axvline(event["at"], color="#c62828" if event["what"] == "retrain" else "#2e7d32",
-                   ls="--", lw=1)  # fmt: skip
+        ax.axvline(
+            event["at"], color="#c62828" if event["what"] == "retrain" else "#2e7d32", ls="--", lw=1
+        )
         ax.text(event["at"] + 3, 0.95, event["what"], fontsize=8, rotation=90, va="top")
     ax.set_ylim(0, 1)
     ax.set_xlabel("prediction number")
@@ -195,65 +206,82 @@ def _plot(traffic: Traffic, path: Path, shift: str) -> None:
     plt.close(fig)
 
 
+def _phase(name: str, check: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "phase": name,
+        "check": check.decision,
+        **extra,
+        "reasons": [r.message for r in check.reasons],
+    }
+
+
 def run_scenario(
-    repo: Path, out: Path, work: Path, shift: str = "darken", train_size: int = 20_000,
-    epochs: int = 3, phase_size: int = 400, labelled_shifted: int = 600, port: int | None = None,
-    label_share: float = 0.5, overrides: dict[str, dict[str, Any]] | None = None,
-) -> dict[str, Any]:  # fmt: skip
+    repo: Path,
+    out: Path,
+    work: Path,
+    shift: str = "darken",
+    train_size: int = 20_000,
+    epochs: int = 3,
+    phase_size: int = 400,
+    labelled_shifted: int = 600,
+    port: int | None = None,
+    label_share: float = 0.5,
+    overrides: dict[str, dict[str, Any]] | None = None,
+) -> dict[str, Any]:
     """The scenario; returns (and writes) its record."""
     import httpx
 
-    from mltrail.bench.machine import machine
     from mltrail.config import load_params
     from mltrail.contracts.pointer import Pointer
-    from mltrail.monitor.promote import promote
-    from mltrail.monitor.retrain import retrain_once
     from mltrail.monitor.run import monitored_model, run_check
+    from mltrail.release.promote import promote
+    from mltrail.release.retrain import retrain_once
 
     started = time.time()
     project = (work / "project").resolve()
     out = out.resolve()
     copy_project(repo, project)
-    set_params(project, {
-        "cifar10": {"train_size": train_size, "test_size": 2000, "feedback_repeat": 4},
-        "train_cifar10": {"epochs": epochs},
-        "tracking": {"wait": True},
-        "retrain": {"task": "cifar10", "stage": "train_cifar10_mlflow",
-                    "registered_model": "mltrail-cifar10"},
-    })  # fmt: skip
+    set_params(
+        project,
+        {
+            "cifar10": {"train_size": train_size, "test_size": 2000, "feedback_repeat": 4},
+            "train_cifar10": {"epochs": epochs},
+            "tracking": {"wait": True},
+            "retrain": {
+                "task": "cifar10",
+                "stage": "train_cifar10_mlflow",
+                "registered_model": "mltrail-cifar10",
+            },
+        },
+    )
     if overrides:
         set_params(project, overrides)
-    old_cwd = Path.cwd()
-    os.chdir(project)
-    proc = None
     traffic = Traffic()
     rng = np.random.default_rng(0)
-    try:
+    store = str(project / DEFAULT_STORE)
+    monitoring = out / "monitoring"
+    if monitoring.exists():
+        shutil.rmtree(monitoring)
+    checks = monitoring / "cifar10"  # where `mltrail retrain --out monitoring` looks
+    with inside(project):
         params = load_params(project / "params.yaml")
-        env_path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-        os.environ["PATH"] = env_path
         t = time.time()
-        subprocess.run([sys.executable, "-m", "dvc", "repro", "train_cifar10_mlflow"],
-                       check=True, capture_output=True)  # fmt: skip
+        repro = [sys.executable, "-m", "dvc", "repro", "train_cifar10_mlflow"]
+        subprocess.run(repro, check=True, capture_output=True)
         traffic.events.append({"what": "trained", "at": 0, "seconds": time.time() - t})
         first = promote(project / "models/cifar10/mlflow", params, {"scenario": "initial"})
-        proc, url = _start_server(project, str(Path(first["release"]).resolve()),
-                                  port or _free_port())  # fmt: skip
+        release = str(Path(first["release"]).resolve())
         x, y = _pool(project, params)
-        store = str(project / DEFAULT_STORE)
-        monitoring = out / "monitoring"
-        if monitoring.exists():
-            shutil.rmtree(monitoring)
-        checks = monitoring / "cifar10"  # where `mltrail retrain --out monitoring` looks
-        with httpx.Client(base_url=url, timeout=60) as client:
+        with (
+            serving(project, release, port or free_port()) as url,
+            httpx.Client(base_url=url, timeout=60) as client,
+        ):
             logging.getLogger("httpx").setLevel(logging.WARNING)
-            _send(client, traffic, "in-distribution", x[:phase_size], y[:phase_size],
-                  label_share, rng)  # fmt: skip
+            rows = slice(0, phase_size)
+            _send(client, traffic, "in-distribution", x[rows], y[rows], label_share, rng)
             time.sleep(1.0)  # the telemetry writer flushes every 0.2 s
-            serving = monitored_model(str(Path(first["release"]).resolve()))
-            check = run_check(store, serving, params.monitor, checks)
-            phases: list[dict[str, Any]] = [{"phase": "in-distribution", "check": check.decision,
-                       "reasons": [r.message for r in check.reasons]}]  # fmt: skip
+            served = monitored_model(release)
+            phases = [_phase("in-distribution", run_check(store, served, params.monitor, checks))]
             cursor = phase_size
             shifted_x = SHIFTS[shift](x[phase_size:])
             shifted_y = y[phase_size:]
@@ -262,42 +290,37 @@ def run_scenario(
             # Enough shifted traffic for the labels to be worth learning from.
             enough = int(labelled_shifted / label_share)
             while sent < enough + 1000:
-                _send(client, traffic, "shifted", shifted_x[sent : sent + 50],
-                      shifted_y[sent : sent + 50], label_share, rng)  # fmt: skip
+                rows = slice(sent, sent + 50)
+                _send(
+                    client, traffic, "shifted", shifted_x[rows], shifted_y[rows], label_share, rng
+                )
                 sent += 50
                 time.sleep(0.5)
-                check = run_check(store, serving, params.monitor, checks)
+                check = run_check(store, served, params.monitor, checks)
                 if check.decision == "retrain" and detected_after is None:
                     detected_after = sent
                     traffic.events.append({"what": "retrain", "at": cursor + sent})
-                    phases.append({"phase": "shifted", "check": check.decision,
-                                   "detected_after": sent,
-                                   "reasons": [r.message for r in check.reasons]})  # fmt: skip
+                    phases.append(_phase("shifted", check, detected_after=sent))
                 if detected_after is not None and sent >= enough:
                     break
             if detected_after is None:
-                raise MltrailError(f"the monitor did not decide retrain within {sent} shifted "
-                                   "predictions")  # fmt: skip
+                raise MltrailError(
+                    f"the monitor did not decide retrain within {sent} shifted predictions"
+                )
             time.sleep(1.0)
             t = time.time()
             record = retrain_once(params, store, monitoring, server=url)
             loop_seconds = time.time() - t
-            traffic.events.append({"what": "promoted" if record["outcome"].startswith(
-                "promoted") else "not promoted", "at": cursor + sent})  # fmt: skip
-            after_x = shifted_x[sent : sent + phase_size]
-            after_y = shifted_y[sent : sent + phase_size]
-            _send(client, traffic, "after retrain", after_x, after_y, label_share, rng)
+            what = "promoted" if record["outcome"].startswith("promoted") else "not promoted"
+            traffic.events.append({"what": what, "at": cursor + sent})
+            rows = slice(sent, sent + phase_size)
+            _send(
+                client, traffic, "after retrain", shifted_x[rows], shifted_y[rows], label_share, rng
+            )
             time.sleep(1.0)
-            serving_now = Pointer.read(Path(params.retrain.pointer_file)).image
-            promoted = monitored_model(str(serving_now))
+            promoted = monitored_model(str(Pointer.read(Path(params.retrain.pointer_file)).image))
             final = run_check(store, promoted, params.monitor, checks)
-            phases.append({"phase": "after retrain", "check": final.decision,
-                           "reasons": [r.message for r in final.reasons]})  # fmt: skip
-    finally:
-        os.chdir(old_cwd)
-        if proc is not None:
-            proc.terminate()
-            proc.wait(timeout=60)
+            phases.append(_phase("after retrain", final))
     accuracy = {p: traffic.accuracy(p) for p in ("in-distribution", "shifted", "after retrain")}
     recovered = accuracy["after retrain"] > accuracy["shifted"] + 0.05
     result = {
@@ -331,7 +354,8 @@ def _markdown(r: dict[str, Any]) -> str:
     lines = [
         f"# mltrail scenario: CIFAR-10 traffic {r['shift']}",
         "",
-        f"Command: `MLTRAIL_DATA_MIRROR=<datasets> mltrail scenario --shift {r['shift']} "
+        "Command: `MLTRAIL_DATA_MIRROR=<datasets> python benchmarks/scenario.py "
+        f"--shift {r['shift']} "
         f"--train-size {r['train_size']} --epochs {r['epochs']}` (the CNN trained on "
         f"{r['train_size']} CIFAR-10 images); {r['seconds']:.0f} s in all, on "
         f"{r['machine']['cpu']}, {r['machine']['cores']} cores, {r['machine']['date']}.",
@@ -367,3 +391,28 @@ def _markdown(r: dict[str, Any]) -> str:
         "",
     ]
     return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--shift", choices=sorted(SHIFTS), default="darken")
+    parser.add_argument("--out", type=Path, default=REPO / "reports/scenario")
+    parser.add_argument("--work", type=Path, default=REPO / ".mltrail/scenario")
+    parser.add_argument("--train-size", type=int, default=20_000, help="CIFAR-10 training images")
+    parser.add_argument("--epochs", type=int, default=3)
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    result = run_scenario(
+        REPO, args.out, args.work, args.shift, train_size=args.train_size, epochs=args.epochs
+    )
+    acc = result["served_accuracy"]
+    print(
+        f"in-distribution {acc['in-distribution']:.3f}, shifted {acc['shifted']:.3f}, "
+        f"after retrain {acc['after retrain']:.3f}; loop: {result['loop']['outcome']}"
+    )
+    print(f"report: {args.out / 'scenario.md'}")
+    return 0 if result["promoted"] and result["recovered"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

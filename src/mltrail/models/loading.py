@@ -1,4 +1,4 @@
-"""Loading a model to serve: verified against its manifest, never unpickled.
+"""Loading a model to serve, monitor or promote: verified against its manifest, never unpickled.
 
 A model is a folder written by ``mltrail train`` (``manifest.json`` + the model file), or the
 same folder logged to MLflow as the ``mltrail-model`` artifact of a run (``runs:/<id>/...`` or a
@@ -28,14 +28,14 @@ from numpy.typing import NDArray
 from mltrail.contracts.manifest import HashedFile, Manifest, ManifestError, OnnxCopy
 from mltrail.contracts.tasks import Kind, kind_spec
 from mltrail.errors import MltrailError
-from mltrail.monitor.features import (
+from mltrail.models.features import (
     ImageProjection,
     Predict,
     image_predictor,
     onnx_image_predictor,
     text_predictor,
 )
-from mltrail.monitor.reference import Reference
+from mltrail.models.reference import Reference
 
 MLFLOW_ARTIFACT = "mltrail-model"
 CNN_RUNTIME_ENV = "MLTRAIL_CNN_RUNTIME"
@@ -132,7 +132,7 @@ def load(source: str, kind: str) -> LoadedModel:
 def load_verified_reference(model_dir: Path, manifest: Manifest) -> Reference | None:
     """The model's monitoring reference (for the projections its profiles carry), verified
     like the model file; ``None`` for a model trained before references existed."""
-    from mltrail.monitor.reference import load_reference
+    from mltrail.models.reference import load_reference
 
     entry = manifest.model.info.reference
     if entry is None:

@@ -22,8 +22,8 @@ import pytest
 from mltrail.config import Params, load_params
 from mltrail.contracts.pointer import Pointer
 from mltrail.errors import MltrailError
-from mltrail.monitor.promote import promote
-from mltrail.monitor.retrain import retrain_once
+from mltrail.release.promote import promote
+from mltrail.release.retrain import retrain_once
 from mltrail.telemetry import read_labelled
 from tests.builders import text_rows, write_csv
 from tests.conftest import copy_repository, set_params
@@ -149,7 +149,7 @@ def test_a_drop_in_live_accuracy_retrains_evaluates_promotes_and_serves(
     assert str(alias.version) == "2" and alias.tags["mltrail.version"] == new
     assert Path("monitoring/text/report.html").is_file()
     # The lineage goes on past training: where the model was promoted, and why.
-    from mltrail.lineage import describe
+    from mltrail.tracking.lineage import describe
 
     lineage = describe(Path(steps["promote"]["release"]))
     assert "promoted" in lineage and "MLflow mltrail-text v2" in lineage

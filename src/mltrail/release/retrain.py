@@ -42,8 +42,8 @@ from mltrail.contracts.tasks import task_spec
 from mltrail.data import feedback
 from mltrail.errors import MltrailError
 from mltrail.fsio import sha256_file
-from mltrail.monitor.promote import promote, reload_server, serving_source
 from mltrail.monitor.run import monitored_model, run_check
+from mltrail.release.promote import promote, reload_server, serving_source
 from mltrail.telemetry import read_labelled
 
 log = logging.getLogger(__name__)
@@ -143,7 +143,7 @@ def _load_split(task: str, path: Path, recent_only: bool = False) -> tuple[Any, 
 
 
 def accuracy(source: str, task: str, inputs: Any, labels: np.ndarray) -> float | None:
-    from mltrail.serve.loading import load
+    from mltrail.models.loading import load
 
     if len(labels) == 0:
         return None

@@ -2,7 +2,7 @@
 (``reference.npz``, loaded with ``allow_pickle=False``).
 
 It holds what the model saw, measured the way serving measures traffic
-(:mod:`mltrail.monitor.features`): the profile of every held-out input, the model's
+(:mod:`mltrail.models.features`): the profile of every held-out input, the model's
 predictions and confidences on them, the true labels (so the reference accuracy), and the
 projection the served profiles use (text: TruncatedSVD directions of the training TF-IDF
 matrix; images: principal directions of the CNN's penultimate features on training images).
@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from mltrail.errors import MltrailError
-from mltrail.monitor.features import (
+from mltrail.models.features import (
     IMAGE_FEATURES,
     TEXT_FEATURES,
     ImageProjection,

@@ -23,7 +23,7 @@ from mltrail.contracts.pointer import Pointer
 from mltrail.contracts.tasks import task_spec
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_dir
-from mltrail.serve.loading import verify
+from mltrail.models.loading import verify
 
 log = logging.getLogger(__name__)
 

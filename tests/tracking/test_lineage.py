@@ -13,7 +13,7 @@ from mltrail.cli import LINEAGE_MISMATCH, main
 from mltrail.contracts.layout import MANIFEST_FILE
 from mltrail.contracts.manifest import Manifest, ModelInfo
 from mltrail.fsio import sha256_file
-from mltrail.lineage import DIRTY_FILES_MAX, build_manifest, git_state
+from mltrail.tracking.lineage import DIRTY_FILES_MAX, build_manifest, git_state
 
 
 def _git(repo: Path, *args: str) -> None:
@@ -167,7 +167,7 @@ def test_lineage_without_a_manifest_is_an_error(
 
 
 def test_lineage_goes_on_to_the_promotions(model_dir: Path, tmp_path: Path) -> None:
-    from mltrail.lineage import describe, lineage
+    from mltrail.tracking.lineage import describe, lineage
 
     history = tmp_path / "history.jsonl"
     version = Manifest.read(model_dir).model_version
