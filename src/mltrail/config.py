@@ -7,7 +7,6 @@ ignored trains the wrong model.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -17,9 +16,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mltrail.errors import ParamsError
 from mltrail.paths import absolute, absolute_sqlite_uri
+from mltrail.settings import Environment, env_name
 
-MIRROR_ENV = "MLTRAIL_DATA_MIRROR"
-"""Environment variable naming a folder that holds local copies of the datasets."""
+MIRROR_ENV = env_name(Environment, "data_mirror")
+"""``MLTRAIL_DATA_MIRROR``: a folder that holds local copies of the datasets."""
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Task = Literal["text", "cifar10"]
@@ -68,7 +68,7 @@ class DataParams(_Section):
     download_timeout_s: float = Field(default=60.0, gt=0)
 
     def mirror_dir(self) -> Path | None:
-        value = self.mirror or os.environ.get(MIRROR_ENV) or None
+        value = self.mirror or Environment.read().data_mirror
         return absolute(value) if value else None
 
 
@@ -405,7 +405,7 @@ def resolve_params(params: Params, base: Path | None = None) -> Params:
     def path(value: str | None) -> str | None:
         return None if value is None else str(absolute(value, base))
 
-    mirror = params.data.mirror or os.environ.get(MIRROR_ENV) or None
+    mirror = params.data.mirror or Environment.read().data_mirror
     text, cifar = params.text, params.cifar10
     tracking, retrain = params.tracking, params.retrain
     return params.model_copy(update={
