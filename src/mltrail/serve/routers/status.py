@@ -21,7 +21,7 @@ async def health() -> dict[str, str]:
 
 @router.get("/ready", responses={503: {"model": schemas.ErrorResponse}})
 async def ready(state: StateDep, models: ModelsDep) -> JSONResponse:
-    """Every configured model loaded (503 and the missing kinds otherwise)."""
+    # Every configured model loaded (503 and the missing kinds otherwise).
     missing = [k for k in state.configured() if k not in models]
     if missing:
         return JSONResponse({"ready": False, "missing": missing}, status_code=503)
