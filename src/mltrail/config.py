@@ -7,7 +7,6 @@ ignored trains the wrong model.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -18,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from mltrail.errors import ParamsError
 from mltrail.paths import MIRROR_ENV as MIRROR_ENV  # declared with the other path variables
 from mltrail.paths import absolute, absolute_sqlite_uri
+from mltrail.settings import Environment
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Task = Literal["text", "cifar10"]
@@ -66,7 +66,7 @@ class DataParams(_Section):
     download_timeout_s: float = Field(default=60.0, gt=0)
 
     def mirror_dir(self) -> Path | None:
-        value = self.mirror or os.environ.get(MIRROR_ENV) or None
+        value = self.mirror or Environment.read().data_mirror
         return absolute(value) if value else None
 
 
@@ -403,7 +403,7 @@ def resolve_params(params: Params, base: Path | None = None) -> Params:
     def path(value: str | None) -> str | None:
         return None if value is None else str(absolute(value, base))
 
-    mirror = params.data.mirror or os.environ.get(MIRROR_ENV) or None
+    mirror = params.data.mirror or Environment.read().data_mirror
     text, cifar = params.text, params.cifar10
     tracking, retrain = params.tracking, params.retrain
     return params.model_copy(update={

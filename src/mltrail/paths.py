@@ -7,12 +7,14 @@ read there points somewhere else: ``MLTRAIL_DATA_MIRROR=../shared/datasets`` res
 ``.mltrail/bench/`` names a folder that does not exist. So every path is made absolute at the
 edge, before any subprocess, DVC stage or ``chdir``:
 
-- the environment (:data:`PATH_ENV`, :data:`STORE_ENV`) by :func:`resolve_environment`,
-  which the ``mltrail`` command calls first and whose result its children inherit;
+- the environment (every ``MLTRAIL_*`` variable that holds a path, a model source or a
+  store, as declared in :mod:`mltrail.settings`) by :func:`resolve_environment`, which the
+  ``mltrail`` command calls first and whose result its children inherit;
 - params (data mirror, sources, feedback, download and journal folders, SQLite URIs,
   releases) by :func:`mltrail.config.resolve_params`, called by ``load_params``;
-- server settings (model folders, telemetry paths) by ``mltrail.serve.settings``; the default
-  telemetry store by ``mltrail.telemetry.default_store``.
+- server settings (model folders, pointer file, telemetry paths: the same declarations) by
+  :func:`resolve_fields`, which ``mltrail.serve.settings`` calls; the default telemetry store
+  by ``mltrail.telemetry.default_store``.
 
 URIs that are not local paths (``runs:/``, ``models:/``, ``http://``, ``postgresql://``) are
 left as they are.
@@ -21,27 +23,19 @@ left as they are.
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
 
 MIRROR_ENV = "MLTRAIL_DATA_MIRROR"
-"""A folder that holds local copies of the datasets (``data.mirror`` in params)."""
+"""``settings.Environment.data_mirror``'s variable, named here too so that the command's help
+can say it without importing pydantic (tests/test_settings.py checks the two agree)."""
 
-PATH_ENV = (
-    MIRROR_ENV,
-    "MLTRAIL_POINTER_FILE",
-    "MLTRAIL_SERVE_SETTINGS",
-    "MLTRAIL_KNOWN_HOSTS",
-)
-"""Environment variables that hold a local path."""
+if TYPE_CHECKING:  # pydantic and the declarations load only when a path is resolved: not
+    # for `mltrail --help`, which must stay light (benchmarks/results/cli_startup.md)
+    from pydantic import BaseModel
 
-SOURCE_ENV = ("MLTRAIL_TEXT_MODEL", "MLTRAIL_IMAGE_MODEL")
-"""Environment variables that hold a model source: a folder, or an MLflow URI."""
-
-TELEMETRY_STORE_ENV = "MLTRAIL_TELEMETRY_DSN"
-"""The telemetry store (``mltrail.telemetry.STORE_ENV``; read by ``telemetry.default_store``)."""
-STORE_ENV = (TELEMETRY_STORE_ENV,)
-"""Environment variables that hold a store: a SQLite path or URI, or a PostgreSQL DSN."""
+    from mltrail.settings import Holds
 
 SQLITE = "sqlite:///"
 _URI_SCHEMES = ("runs:/", "models:/", "http://", "https://", "s3://", "gs://", "file:")
@@ -82,22 +76,58 @@ def absolute_source(source: str, base: Path | None = None) -> str:
     return str(absolute(source, base))
 
 
+def _absolute_path(value: str, base: Path | None = None) -> str:
+    return str(absolute(value, base))
+
+
+_RESOLVE: dict[str, Callable[[str, Path | None], str]] = {
+    "path": _absolute_path,
+    "source": absolute_source,
+    "store": absolute_store,
+    "sqlite_uri": absolute_sqlite_uri,
+}
+
+
+def resolve(holds: Holds, value: str, base: Path | None = None) -> str:
+    """``value`` made absolute as what it holds needs (:class:`~mltrail.settings.Holds`)."""
+    return _RESOLVE[holds.what](value, base)
+
+
 def resolve_environment(
     environ: MutableMapping[str, str] | None = None, base: Path | None = None
 ) -> None:
     """Rewrite the path-holding ``MLTRAIL_*`` variables of ``environ`` (``os.environ``) as
     absolute, so that every child process and every later ``chdir`` reads the same folder."""
+    from mltrail.settings import variables
+
     env = os.environ if environ is None else environ
     base = base or Path.cwd()
-    for name in PATH_ENV:
-        if env.get(name):
-            env[name] = str(absolute(env[name], base))
-    for name in SOURCE_ENV:
-        if env.get(name):
-            env[name] = absolute_source(env[name], base)
-    for name in STORE_ENV:
-        if env.get(name):
-            env[name] = absolute_store(env[name], base)
+    for var in variables().values():
+        if var.holds is not None and env.get(var.name):
+            env[var.name] = resolve(var.holds, env[var.name], base)
+
+
+Model = TypeVar("Model", bound="BaseModel")
+
+
+def resolve_fields(model: Model, base: Path | None = None) -> Model:
+    """``model`` with every field declared to hold a path, a source or a store (nested models
+    too) made absolute against ``base`` (the working directory)."""
+    from pydantic import BaseModel
+
+    from mltrail.settings import Holds
+
+    base = base or Path.cwd()
+    update: dict[str, object] = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            update[name] = resolve_fields(value, base)
+            continue
+        holds = Holds.of(field)
+        if holds is not None and isinstance(value, str):
+            update[name] = resolve(holds, value, base)
+    return model.model_copy(update=update)
 
 
 def keep_wandb_files_in(root: Path) -> None:

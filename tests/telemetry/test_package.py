@@ -9,7 +9,7 @@ import mltrail.telemetry
 from tests.conftest import REPO
 
 PACKAGE = REPO / "src" / "mltrail" / "telemetry"
-ALLOWED = {"errors", "fsio", "config", "paths", "telemetry", "tracking"}
+ALLOWED = {"errors", "fsio", "config", "paths", "settings", "telemetry", "tracking"}
 """What it may import from mltrail (tracking: the W&B sink keeps W&B's files in place)."""
 
 

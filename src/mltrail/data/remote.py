@@ -11,18 +11,18 @@ or a missing file. Everything else is DVC, unchanged.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 from mltrail.errors import MltrailError
+from mltrail.settings import Environment, env_name
 
-KNOWN_HOSTS_ENV = "MLTRAIL_KNOWN_HOSTS"
+KNOWN_HOSTS_ENV = env_name(Environment, "known_hosts")
 
 
 def known_hosts_file() -> Path:
-    return Path(os.environ.get(KNOWN_HOSTS_ENV) or Path.home() / ".ssh" / "known_hosts")
+    return Path(Environment.read().known_hosts or Path.home() / ".ssh" / "known_hosts")
 
 
 def check_host_keys(known_hosts: Path | None = None) -> None:

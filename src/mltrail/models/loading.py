@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,9 +35,10 @@ from mltrail.models.features import (
     text_predictor,
 )
 from mltrail.models.reference import Reference
+from mltrail.settings import Environment, env_name
 
 MLFLOW_ARTIFACT = "mltrail-model"
-CNN_RUNTIME_ENV = "MLTRAIL_CNN_RUNTIME"
+CNN_RUNTIME_ENV = env_name(Environment, "cnn_runtime")
 CNN_RUNTIMES = ("auto", "onnx", "torch")
 
 
@@ -204,7 +204,7 @@ _LOADERS: dict[str, Callable[[str, Manifest, list[str], Path], LoadedModel]] = {
 def _cnn_runtime(source: str, onnx_entry: OnnxCopy | None) -> str:
     """``onnx`` or ``torch``, from ``$MLTRAIL_CNN_RUNTIME`` and what the model and the
     environment have."""
-    wanted = os.environ.get(CNN_RUNTIME_ENV, "auto").strip().lower() or "auto"
+    wanted = Environment.read().cnn_runtime.strip().lower() or "auto"
     if wanted not in CNN_RUNTIMES:
         raise ModelLoadError(
             f"${CNN_RUNTIME_ENV}={wanted!r}: expected one of {', '.join(CNN_RUNTIMES)}"

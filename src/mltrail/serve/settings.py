@@ -1,82 +1,111 @@
-"""Server settings: a YAML file (``--settings`` or ``$MLTRAIL_SERVE_SETTINGS``), then the
-environment, then the command line. Secrets (the API key) come from the environment or the
-file, never from a command line (it would show in ``ps``)."""
+"""Server settings: the keys declared in :class:`mltrail.settings.ServeSettingsBase`, read by
+pydantic-settings from these sources, the first that sets a key wins:
+
+1. the command line (``mltrail serve --text-model/--image-model/--host/--port``; the keyword
+   arguments of :func:`load_settings`);
+2. ``MLTRAIL_<KEY>`` variables, nested keys joined by ``__`` (``MLTRAIL_TELEMETRY__SINKS``);
+3. ``MLTRAIL_TELEMETRY_DSN``, as ``telemetry.postgres_dsn``;
+4. the YAML file (``--settings``, or ``$MLTRAIL_SERVE_SETTINGS``);
+5. the defaults.
+
+That is file < environment < command line. Secrets (the API key, a DSN with a password) come
+from the environment or the file, never from a command line (it would show in ``ps``). Every
+local path is then made absolute against the working directory (:func:`resolve_settings`).
+"""
 
 from __future__ import annotations
 
-import os
+from contextvars import ContextVar
 from pathlib import Path
+from typing import Any
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    InitSettingsSource,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
 
 from mltrail.errors import ParamsError
-from mltrail.paths import absolute, absolute_source, absolute_sqlite_uri
-from mltrail.telemetry.settings import TelemetrySettings, store_from_env
+from mltrail.paths import resolve_fields
+from mltrail.settings import NESTED_DELIMITER, PREFIX, Environment, ServeSettingsBase
+
+_FILE: ContextVar[Path | None] = ContextVar("mltrail_serve_settings_file", default=None)
+"""The settings file of the :class:`ServeSettings` being built (its sources are built by a
+classmethod, which cannot see the instance's arguments)."""
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class ServeSettings(BaseSettings, ServeSettingsBase):
+    """The server's settings, from the command line, the environment and a YAML file."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_nested_delimiter=NESTED_DELIMITER,
+        env_ignore_empty=True,  # MLTRAIL_X= (empty) is unset, as for every other variable
+        extra="forbid",
+    )
+
+    def __init__(self, _settings_file: Path | None = None, **values: Any) -> None:
+        """``_settings_file``: the YAML file (default: ``$MLTRAIL_SERVE_SETTINGS``, if set);
+        ``values``: the command line's."""
+        token = _FILE.set(_settings_file)
+        try:
+            super().__init__(**values)
+        finally:
+            _FILE.reset(token)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """The sources, highest precedence first (no .env file, no secrets folder)."""
+        file = _FILE.get() or _path(Environment.read().serve_settings)
+        return (
+            init_settings,
+            env_settings,
+            InitSettingsSource(settings_cls, _telemetry_dsn()),
+            InitSettingsSource(settings_cls, _read_file(file)),
+        )
 
 
-class ServeSettings(_Strict):
-    text_model: str | None = None
-    """A model folder written by ``mltrail train text``, or ``runs:/<id>/mltrail-model``,
-    or ``models:/<name>@<alias>`` (MLflow)."""
-    image_model: str | None = None
-    host: str = "127.0.0.1"
-    port: int = Field(default=8000, ge=0, le=65535)
-    api_key: str | None = None
-    """Bearer token required by predict, feedback and admin; from ``$MLTRAIL_API_KEY``."""
-    max_body_bytes: int = Field(default=1_000_000, gt=0)
-    """Larger requests get 413 before they are read."""
-    max_batch: int = Field(default=256, gt=0)
-    max_text_chars: int = Field(default=100_000, gt=0)
-    pointer_file: str | None = None
-    """A JSON file ``{"text": ..., "image": ...}``; when it changes the server reloads."""
-    image_tag: str | None = None
-    """The container image tag, shown by /version; from ``$MLTRAIL_IMAGE_TAG``."""
-    log_inputs: bool = False
-    """Log raw inputs (texts, pixel arrays) in the server log; off: they are never logged."""
-    capture_inputs: float = Field(default=0.0, ge=0, le=1)
-    """Share of predictions whose input is kept in the telemetry store (table ``inputs``),
-    so that the ones given feedback can join the training data (``mltrail retrain``). 0 by
-    default: inputs may be personal data; turn it on knowingly. ``$MLTRAIL_CAPTURE_INPUTS``."""
-    telemetry: TelemetrySettings = TelemetrySettings()
+def _path(value: str | None) -> Path | None:
+    return None if value is None else Path(value)
 
 
-ENV = {
-    "MLTRAIL_TEXT_MODEL": "text_model",
-    "MLTRAIL_IMAGE_MODEL": "image_model",
-    "MLTRAIL_API_KEY": "api_key",
-    "MLTRAIL_IMAGE_TAG": "image_tag",
-    "MLTRAIL_POINTER_FILE": "pointer_file",
-    "MLTRAIL_CAPTURE_INPUTS": "capture_inputs",
-}
+def _telemetry_dsn() -> dict[str, Any]:
+    """``$MLTRAIL_TELEMETRY_DSN`` (it may hold a password: not in a file) as the PostgreSQL
+    store's DSN."""
+    dsn = Environment.read().telemetry_dsn
+    return {"telemetry": {"postgres_dsn": dsn}} if dsn else {}
+
+
+def _read_file(path: Path | None) -> dict[str, Any]:
+    """The settings file: a YAML mapping of keys, as in docs/serving.md."""
+    if path is None:
+        return {}
+    try:
+        loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ParamsError(f"cannot read server settings {path}: {exc}") from None
+    if not isinstance(loaded, dict):
+        raise ParamsError(f"{path}: expected a mapping of settings")
+    return loaded
 
 
 def load_settings(path: Path | None = None, **overrides: object) -> ServeSettings:
-    """Settings from ``path`` (or ``$MLTRAIL_SERVE_SETTINGS``), the environment, ``overrides``."""
-    values: dict[str, object] = {}
-    path = path or (Path(p) if (p := os.environ.get("MLTRAIL_SERVE_SETTINGS")) else None)
-    if path is not None:
-        try:
-            loaded = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ParamsError(f"cannot read server settings {path}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ParamsError(f"{path}: expected a mapping of settings")
-        values |= loaded
-    for var, key in ENV.items():
-        if os.environ.get(var):
-            values[key] = os.environ[var]
-    if dsn := store_from_env():  # may hold a password: not in a file
-        telemetry = dict(values.get("telemetry") or {})  # type: ignore[call-overload]
-        telemetry["postgres_dsn"] = dsn
-        values["telemetry"] = telemetry
-    values |= {k: v for k, v in overrides.items() if v is not None}
+    """Settings from ``path`` (or ``$MLTRAIL_SERVE_SETTINGS``), the environment and
+    ``overrides`` (None: not given), with local paths made absolute."""
+    given = {k: v for k, v in overrides.items() if v is not None}
     try:
-        return resolve_settings(ServeSettings.model_validate(values))
+        return resolve_settings(ServeSettings(path, **given))
     except ValidationError as exc:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
@@ -85,27 +114,16 @@ def load_settings(path: Path | None = None, **overrides: object) -> ServeSetting
             f"invalid server settings: {problems}",
             hint=f"valid keys: {', '.join(ServeSettings.model_fields)}",
         ) from None
+    except SettingsError as exc:  # a variable that is not valid JSON where JSON is needed
+        raise ParamsError(
+            f"invalid server settings: {exc}",
+            hint=f"a list or a section in a variable is JSON: {PREFIX}TELEMETRY"
+            f"{NESTED_DELIMITER}SINKS='[\"sqlite\"]'",
+        ) from None
 
 
 def resolve_settings(settings: ServeSettings, base: Path | None = None) -> ServeSettings:
     """Local paths in ``settings`` made absolute against ``base`` (the working directory): the
-    model folders, the pointer file and the telemetry files (see mltrail.paths)."""
-    base = base or Path.cwd()
-    t = settings.telemetry
-
-    def source(value: str | None) -> str | None:
-        return None if value is None else absolute_source(value, base)
-
-    telemetry = t.model_copy(update={
-        "sqlite_path": str(absolute(t.sqlite_path, base)),
-        "spill_dir": str(absolute(t.spill_dir, base)),
-        "wandb_dir": str(absolute(t.wandb_dir, base)),
-        "mlflow_uri": absolute_sqlite_uri(t.mlflow_uri, base),
-    })  # fmt: skip
-    return settings.model_copy(update={
-        "text_model": source(settings.text_model),
-        "image_model": source(settings.image_model),
-        "pointer_file": None if settings.pointer_file is None
-        else str(absolute(settings.pointer_file, base)),
-        "telemetry": telemetry,
-    })  # fmt: skip
+    model folders, the pointer file and the telemetry files (the fields declared to hold one;
+    see mltrail.paths)."""
+    return resolve_fields(settings, base)

@@ -1,0 +1,47 @@
+"""``GET /health``, ``/ready``, ``/version``, ``/metrics``: open, for probes and scrapers."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+
+from mltrail import __version__
+from mltrail.serve import schemas
+from mltrail.serve.deps import ModelsDep, SettingsDep, StateDep
+
+router = APIRouter(tags=["status"])
+
+
+@router.get("/health")
+async def health() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/ready", responses={503: {"model": schemas.ErrorResponse}})
+async def ready(state: StateDep, models: ModelsDep) -> JSONResponse:
+    # Every configured model loaded (503 and the missing kinds otherwise).
+    missing = [k for k in state.configured() if k not in models]
+    if missing:
+        return JSONResponse({"ready": False, "missing": missing}, status_code=503)
+    return JSONResponse({"ready": True, "models": models.versions()})
+
+
+@router.get("/version")
+async def version(settings: SettingsDep, models: ModelsDep) -> dict[str, Any]:
+    return {
+        "mltrail": __version__,
+        "image_tag": settings.image_tag,
+        "models": {
+            kind: {"version": m.version, "source": m.source, "manifest": m.manifest.to_json()}
+            for kind, m in models.items()
+        },
+    }
+
+
+@router.get("/metrics", response_class=Response)
+async def metrics(state: StateDep) -> Response:
+    from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+    return Response(generate_latest(state.metrics.registry), media_type=CONTENT_TYPE_LATEST)
