@@ -30,9 +30,9 @@ def _layers() -> list[set[str]]:
     return [{f"mltrail.{name.strip()}" for name in re.split(r"[|:]", layer)} for layer in layers]
 
 
-# Layer 1 (errors, fsio, config, paths, settings) and the package's __init__ (which imports only layer 1)
-# are plumbing every stage imports: listed, they would re-run every stage on any change there.
-# The params config.py validates reach dvc.yaml key by key instead.
+# Layer 1 (errors, fsio, config, paths, settings) and the package's __init__ (which imports
+# only layer 1) are plumbing every stage imports: listed, they would re-run every stage on any
+# change there. The params config.py validates reach dvc.yaml key by key instead.
 NOT_LISTED = _layers()[-1] | {"mltrail"}
 
 

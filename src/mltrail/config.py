@@ -268,12 +268,20 @@ class RetrainParams(_Section):
 
 BENCH_PRESETS: dict[str, dict[str, Any]] = {
     # IMDB 5,000 rows, CIFAR-10 5,000 / 1,000 images, one repetition: about 3 minutes.
-    "quick": {"repeats": 1, "text_rows": 5000, "cifar10_train_size": 5000,
-              "cifar10_test_size": 1000},
+    "quick": {
+        "repeats": 1,
+        "text_rows": 5000,
+        "cifar10_train_size": 5000,
+        "cifar10_test_size": 1000,
+    },
     # All of both datasets, three repetitions: the committed report.
-    "full": {"repeats": 3, "text_rows": None, "cifar10_train_size": None,
-             "cifar10_test_size": None},
-}  # fmt: skip
+    "full": {
+        "repeats": 3,
+        "text_rows": None,
+        "cifar10_train_size": None,
+        "cifar10_test_size": None,
+    },
+}
 
 
 class Params(_Section):
@@ -406,22 +414,37 @@ def resolve_params(params: Params, base: Path | None = None) -> Params:
     mirror = params.data.mirror or Environment.read().data_mirror
     text, cifar = params.text, params.cifar10
     tracking, retrain = params.tracking, params.retrain
-    return params.model_copy(update={
-        "data": params.data.model_copy(update={"mirror": path(mirror)}),
-        "text": text.model_copy(update={"source": _absolute_source(text.source, base),
-                                        "feedback_dir": path(text.feedback_dir)}),
-        "cifar10": cifar and cifar.model_copy(update={
-            "source": _absolute_source(cifar.source, base),
-            "feedback_dir": path(cifar.feedback_dir),
-        }),
-        "tracking": tracking.model_copy(update={
-            "mlflow_uri": absolute_sqlite_uri(tracking.mlflow_uri, base),
-            "wandb_dir": path(tracking.wandb_dir),
-            "journal_dir": path(tracking.journal_dir),
-        }),
-        "retrain": retrain.model_copy(update={"releases_dir": path(retrain.releases_dir),
-                                              "pointer_file": path(retrain.pointer_file)}),
-    })  # fmt: skip
+    return params.model_copy(
+        update={
+            "data": params.data.model_copy(update={"mirror": path(mirror)}),
+            "text": text.model_copy(
+                update={
+                    "source": _absolute_source(text.source, base),
+                    "feedback_dir": path(text.feedback_dir),
+                }
+            ),
+            "cifar10": cifar
+            and cifar.model_copy(
+                update={
+                    "source": _absolute_source(cifar.source, base),
+                    "feedback_dir": path(cifar.feedback_dir),
+                }
+            ),
+            "tracking": tracking.model_copy(
+                update={
+                    "mlflow_uri": absolute_sqlite_uri(tracking.mlflow_uri, base),
+                    "wandb_dir": path(tracking.wandb_dir),
+                    "journal_dir": path(tracking.journal_dir),
+                }
+            ),
+            "retrain": retrain.model_copy(
+                update={
+                    "releases_dir": path(retrain.releases_dir),
+                    "pointer_file": path(retrain.pointer_file),
+                }
+            ),
+        }
+    )
 
 
 def load_params(path: Path, overrides: Iterable[str] = (), base: Path | None = None) -> Params:

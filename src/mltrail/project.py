@@ -302,9 +302,14 @@ def init_project(
     data_file = f"data/raw/{safe_name(text_csv.name, 'data.csv')}"
     sha256 = sha256_file(text_csv)
     files = render(
-        target.name, data_file=data_file, sha256=sha256, text_column=text_column,
-        label_column=label_column, tracker=tracker, summary=summary,
-    )  # fmt: skip
+        target.name,
+        data_file=data_file,
+        sha256=sha256,
+        text_column=text_column,
+        label_column=label_column,
+        tracker=tracker,
+        summary=summary,
+    )
     with _building(target) as tmp:
         (tmp / data_file).parent.mkdir(parents=True)
         shutil.copyfile(text_csv, tmp / data_file)
@@ -319,17 +324,33 @@ def init_project(
         _dvc(tmp, "remote", "add", "local", REMOTE_DIR)  # stored as ../dvc-remote (from .dvc/)
         _dvc(tmp, "config", "core.remote", "local")  # the default (quieter than add -d)
         _dvc(tmp, "add", "-q", data_file)
-        write_json(tmp / MARKER, {
-            "made_by": f"mltrail init (mltrail {__version__})", "csv": str(text_csv),
-            "sha256": sha256, "text_column": text_column, "label_column": label_column,
-            "tracker": tracker, "rows": summary.rows, "classes": summary.classes,
-        })  # fmt: skip
+        write_json(
+            tmp / MARKER,
+            {
+                "made_by": f"mltrail init (mltrail {__version__})",
+                "csv": str(text_csv),
+                "sha256": sha256,
+                "text_column": text_column,
+                "label_column": label_column,
+                "tracker": tracker,
+                "rows": summary.rows,
+                "classes": summary.classes,
+            },
+        )
         _run(["git", "add", "-A"], tmp, "git add")
         commit = subprocess.run(
             ["git", "commit", "-q", "-m", f"mltrail init: a text classifier on {text_csv.name}"],
-            cwd=tmp, capture_output=True, text=True,
-        )  # fmt: skip
+            cwd=tmp,
+            capture_output=True,
+            text=True,
+        )
     if commit.returncode != 0:
         log.warning("git did not commit: %s", (commit.stderr or commit.stdout).strip())
-    return Project(target, train_stage(TASK.task, tracker), model_dir(tracker), data_file,
-                   summary, committed=commit.returncode == 0)  # fmt: skip
+    return Project(
+        target,
+        train_stage(TASK.task, tracker),
+        model_dir(tracker),
+        data_file,
+        summary,
+        committed=commit.returncode == 0,
+    )

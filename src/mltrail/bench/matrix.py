@@ -78,11 +78,13 @@ def _digest(what: object) -> str:
 
 def data_fingerprint(params: Params, bench: BenchParams) -> str:
     """What the prepared data depends on: sources and sizes."""
-    return _digest({
-        "sizes": [bench.text_rows, bench.cifar10_train_size, bench.cifar10_test_size],
-        "text": params.text.model_dump(mode="json"),
-        "cifar10": params.cifar10.model_dump(mode="json") if params.cifar10 else None,
-    })  # fmt: skip
+    return _digest(
+        {
+            "sizes": [bench.text_rows, bench.cifar10_train_size, bench.cifar10_test_size],
+            "text": params.text.model_dump(mode="json"),
+            "cifar10": params.cifar10.model_dump(mode="json") if params.cifar10 else None,
+        }
+    )
 
 
 def code_digest() -> str:
@@ -97,12 +99,14 @@ def code_digest() -> str:
 
 def fingerprint(params: Params, bench: BenchParams) -> str:
     """What a cell's measurement depends on: data, training params, mltrail's code."""
-    return _digest({
-        "data": data_fingerprint(params, bench),
-        "train_text": params.train_text.model_dump(mode="json"),
-        "train_cifar10": params.train_cifar10.model_dump(mode="json"),
-        "code": code_digest(),
-    })  # fmt: skip
+    return _digest(
+        {
+            "data": data_fingerprint(params, bench),
+            "train_text": params.train_text.model_dump(mode="json"),
+            "train_cifar10": params.train_cifar10.model_dump(mode="json"),
+            "code": code_digest(),
+        }
+    )
 
 
 class Matrix:
@@ -114,10 +118,13 @@ class Matrix:
         # them against the folder `mltrail bench` ran in) and the user's --set overrides
         # already applied, so nothing is resolved again in another folder. Feedback batches
         # stay out: the benchmark measures tracking on the dataset, the same on every clone.
-        self.params = params.model_copy(update={
-            "text": params.text.model_copy(update={"feedback_dir": None}),
-            "cifar10": params.cifar10 and params.cifar10.model_copy(update={"feedback_dir": None}),
-        })  # fmt: skip
+        self.params = params.model_copy(
+            update={
+                "text": params.text.model_copy(update={"feedback_dir": None}),
+                "cifar10": params.cifar10
+                and params.cifar10.model_copy(update={"feedback_dir": None}),
+            }
+        )
         self.bench = bench
         self.work = work.resolve()
         self.params_file = self.work / "params.yaml"
@@ -191,15 +198,30 @@ class Matrix:
         out = self.work / "out" / self.fingerprint / cell.key
         if cell.way == PAPER:
             argv = [
-                str(self.bin / "python"), "-m", "mltrail.bench.paper_style", cell.task,
-                cell.tracker, str(self.params_file), str(data), str(out), cell.key,
+                str(self.bin / "python"),
+                "-m",
+                "mltrail.bench.paper_style",
+                cell.task,
+                cell.tracker,
+                str(self.params_file),
+                str(data),
+                str(out),
+                cell.key,
                 *self.overrides(),
-            ]  # fmt: skip
+            ]
         else:
             argv = [
-                str(self.bin / "mltrail"), "train", cell.task, "--tracker", cell.tracker,
-                "--data", str(data), "--out", str(out), *self._params_args(),
-            ]  # fmt: skip
+                str(self.bin / "mltrail"),
+                "train",
+                cell.task,
+                "--tracker",
+                cell.tracker,
+                "--data",
+                str(data),
+                "--out",
+                str(out),
+                *self._params_args(),
+            ]
             if cell.task == "cifar10":
                 argv.append("--no-progress")
         started, wall = self._call(argv)

@@ -58,11 +58,17 @@ def train_cifar10(params: Params, data_dir: Path, log: Log) -> tuple[Any, dict[s
     with np.load(data_dir / layout.train) as train, np.load(data_dir / layout.test) as test:
         x_train, y_train, x_test, y_test = train["x"], train["y"], test["x"], test["y"]
     result = train_cnn(
-        x_train, y_train, x_test, y_test, resolve_recipe(section), section.epochs, section.seed,
+        x_train,
+        y_train,
+        x_test,
+        y_test,
+        resolve_recipe(section),
+        section.epochs,
+        section.seed,
         device=section.device,
         on_epoch=lambda r: log(r.metrics(), r.epoch),
         progress=False,
-    )  # fmt: skip
+    )
     metrics = {
         "accuracy": result.accuracy,
         "test_loss": result.test_loss,

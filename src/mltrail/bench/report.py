@@ -161,16 +161,20 @@ def _task_section(task: str, groups: dict[str, list[dict[str, Any]]]) -> list[st
         mlflow = _tool(runs, "mlflow")
         wandb = _tool(runs, "wandb")
         paper_key = cond.removeprefix("paper ")
-        rows.append([
-            cond,
-            _spread(walls),
-            f"{_median(walls) / base:.3f}",
-            _spread(completes),
-            f"{_median(completes) / base:.2f}",
-            _spread(mlflow),
-            _spread(wandb, 0),
-            PAPER[task].get(paper_key, "-") if cond.startswith("paper") or cond == "none" else "-",
-        ])  # fmt: skip
+        rows.append(
+            [
+                cond,
+                _spread(walls),
+                f"{_median(walls) / base:.3f}",
+                _spread(completes),
+                f"{_median(completes) / base:.2f}",
+                _spread(mlflow),
+                _spread(wandb, 0),
+                PAPER[task].get(paper_key, "-")
+                if cond.startswith("paper") or cond == "none"
+                else "-",
+            ]
+        )
     lines += [f"### Table {t_runtime}: total runtime, and what the tools recorded (s)", ""]
     lines += _table(
         [
@@ -190,9 +194,20 @@ def _task_section(task: str, groups: dict[str, list[dict[str, Any]]]) -> list[st
 
 
 CSV_FIELDS = [
-    "task", "condition", "rep", "wall_s", "complete_s", "train_time_s", "predict_time_s",
-    "accuracy", "f1_macro", "f1_weighted", "test_loss", "mlflow_runtime_s", "wandb_runtime_s",
-]  # fmt: skip
+    "task",
+    "condition",
+    "rep",
+    "wall_s",
+    "complete_s",
+    "train_time_s",
+    "predict_time_s",
+    "accuracy",
+    "f1_macro",
+    "f1_weighted",
+    "test_loss",
+    "mlflow_runtime_s",
+    "wandb_runtime_s",
+]
 
 
 def render_csv(results: dict[str, Any]) -> str:
@@ -201,16 +216,18 @@ def render_csv(results: dict[str, Any]) -> str:
     writer.writeheader()
     for cell in results["cells"]:
         metrics = cell["metrics"]
-        writer.writerow({
-            "task": cell["cell"]["task"],
-            "condition": cell["condition"],
-            "rep": cell["cell"]["rep"],
-            "wall_s": cell["wall_s"],
-            "complete_s": cell["complete_s"],
-            **{k: metrics.get(k, "") for k in CSV_FIELDS[5:11]},
-            "mlflow_runtime_s": cell["tool_runtime_s"].get("mlflow", ""),
-            "wandb_runtime_s": cell["tool_runtime_s"].get("wandb", ""),
-        })  # fmt: skip
+        writer.writerow(
+            {
+                "task": cell["cell"]["task"],
+                "condition": cell["condition"],
+                "rep": cell["cell"]["rep"],
+                "wall_s": cell["wall_s"],
+                "complete_s": cell["complete_s"],
+                **{k: metrics.get(k, "") for k in CSV_FIELDS[5:11]},
+                "mlflow_runtime_s": cell["tool_runtime_s"].get("mlflow", ""),
+                "wandb_runtime_s": cell["tool_runtime_s"].get("wandb", ""),
+            }
+        )
     return buffer.getvalue()
 
 
@@ -227,8 +244,10 @@ def plot(results: dict[str, Any], task: str, path: Path) -> None:
     xs = range(len(names))
     fig, ax = plt.subplots(figsize=(8, 4))
     width = 0.38
-    for offset, series, label in ((-width / 2, walls, "total runtime"),
-                                  (width / 2, completes, "complete in tool")):  # fmt: skip
+    for offset, series, label in (
+        (-width / 2, walls, "total runtime"),
+        (width / 2, completes, "complete in tool"),
+    ):
         meds = [_median(v) for v in series]
         low = [m - min(v) for m, v in zip(meds, series, strict=True)]
         high = [max(v) - m for m, v in zip(meds, series, strict=True)]
@@ -247,8 +266,10 @@ def write_report(results: dict[str, Any], out: Path) -> list[Path]:
     """Render every report file from ``results`` into ``out``; return their paths."""
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for name, text in (("benchmark.md", render_markdown(results)),
-                       ("benchmark.csv", render_csv(results))):  # fmt: skip
+    for name, text in (
+        ("benchmark.md", render_markdown(results)),
+        ("benchmark.csv", render_csv(results)),
+    ):
         with atomic_file(out / name) as tmp:
             tmp.write_text(text, encoding="utf-8")
         written.append(out / name)

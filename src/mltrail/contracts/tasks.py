@@ -46,12 +46,28 @@ class TaskSpec:
     """The DVC stage that writes the prepared data (named in errors: run it first)."""
 
 
-TASKS: Mapping[Task, TaskSpec] = MappingProxyType({
-    "text": TaskSpec("text", "text", "/predict/text", "model.npz", "sklearn", TEXT_LAYOUT,
-                     "prepare_data_text"),
-    "cifar10": TaskSpec("cifar10", "image", "/predict/image", "model.pt", "pytorch", IMAGE_LAYOUT,
-                        "prepare_cifar10"),
-})  # fmt: skip
+TASKS: Mapping[Task, TaskSpec] = MappingProxyType(
+    {
+        "text": TaskSpec(
+            "text",
+            "text",
+            "/predict/text",
+            "model.npz",
+            "sklearn",
+            TEXT_LAYOUT,
+            "prepare_data_text",
+        ),
+        "cifar10": TaskSpec(
+            "cifar10",
+            "image",
+            "/predict/image",
+            "model.pt",
+            "pytorch",
+            IMAGE_LAYOUT,
+            "prepare_cifar10",
+        ),
+    }
+)
 KINDS: tuple[Kind, ...] = tuple(spec.kind for spec in TASKS.values())
 PREDICT_ENDPOINTS: tuple[str, ...] = tuple(spec.endpoint for spec in TASKS.values())
 """The server's prediction routes, one per kind."""

@@ -34,8 +34,11 @@ from mltrail.fsio import atomic_file, sha256_file
 def _check_pulled(folder: Path) -> None:
     """A batch whose ``.dvc`` file is here but whose data is not: training without it would
     silently drop labelled data."""
-    missing = [p.name.removesuffix(".dvc") for p in sorted(folder.glob("*.dvc"))
-               if not p.with_suffix("").exists()]  # fmt: skip
+    missing = [
+        p.name.removesuffix(".dvc")
+        for p in sorted(folder.glob("*.dvc"))
+        if not p.with_suffix("").exists()
+    ]
     if missing:
         raise MltrailError(
             f"{folder} lists feedback batches whose data is not here: {', '.join(missing)}",
@@ -132,6 +135,9 @@ def write_batch(
             x = np.stack(chosen) if chosen else np.zeros((0, 3, 32, 32), np.uint8)
             with tmp.open("wb") as f:
                 np.savez_compressed(f, x=x, y=y[mask], recent=now[mask])
-    rows = {"train": int((~held).sum()), "eval": int(held.sum()),
-            "eval_recent": int((held & now).sum())}  # fmt: skip
+    rows = {
+        "train": int((~held).sum()),
+        "eval": int(held.sum()),
+        "eval_recent": int((held & now).sum()),
+    }
     return Batch(paths["train"], paths["eval"], rows)

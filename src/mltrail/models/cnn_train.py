@@ -87,9 +87,12 @@ def train_cnn(
         )
     else:
         optimizer = torch.optim.SGD(
-            model.parameters(), recipe.lr, momentum=0.9, nesterov=True,
+            model.parameters(),
+            recipe.lr,
+            momentum=0.9,
+            nesterov=True,
             weight_decay=recipe.weight_decay,
-        )  # fmt: skip
+        )
     scheduler = (
         torch.optim.lr_scheduler.OneCycleLR(
             optimizer, max_lr=recipe.lr, total_steps=epochs * steps, pct_start=0.25
@@ -143,5 +146,10 @@ def train_cnn(
     accuracy = float((predictions == y_test).mean())
     return CnnResult(
         model.cpu().to(memory_format=torch.contiguous_format),
-        history, train_time, predict_time, accuracy, test_loss, predictions,
-    )  # fmt: skip
+        history,
+        train_time,
+        predict_time,
+        accuracy,
+        test_loss,
+        predictions,
+    )

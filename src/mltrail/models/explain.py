@@ -76,9 +76,10 @@ def plot_saliency(
     for i in range(n):
         axes[0, i].imshow(np.clip(images[i].transpose(1, 2, 0), 0, 1))
         axes[0, i].set_title(
-            f"{classes[labels[i]]}\n-> {classes[predicted[i]]}", fontsize=7,
+            f"{classes[labels[i]]}\n-> {classes[predicted[i]]}",
+            fontsize=7,
             color="black" if labels[i] == predicted[i] else "red",
-        )  # fmt: skip
+        )
         axes[1, i].imshow(maps[i], cmap="inferno", vmin=0, vmax=1)
         for ax in axes[:, i]:
             ax.set_axis_off()

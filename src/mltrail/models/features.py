@@ -23,8 +23,15 @@ Predict = Callable[[Any], tuple[NDArray[np.float64], list[Profile]]]
 
 TEXT_FEATURES = ("chars", "tokens", "oov_rate")
 IMAGE_FEATURES = (
-    "mean_r", "mean_g", "mean_b", "std_r", "std_g", "std_b", "brightness", "contrast",
-)  # fmt: skip
+    "mean_r",
+    "mean_g",
+    "mean_b",
+    "std_r",
+    "std_g",
+    "std_b",
+    "brightness",
+    "contrast",
+)
 
 
 def projection_names(k: int) -> tuple[str, ...]:
@@ -38,8 +45,11 @@ def text_predictor(scorer: Any) -> Predict:
         probs, details = scorer.score(list(texts))
         profiles = []
         for text, (n, known, projected) in zip(texts, details, strict=True):
-            profile = {"chars": float(len(text)), "tokens": float(n),
-                       "oov_rate": (n - known) / n if n else 1.0}  # fmt: skip
+            profile = {
+                "chars": float(len(text)),
+                "tokens": float(n),
+                "oov_rate": (n - known) / n if n else 1.0,
+            }
             profile.update(zip(projection_names(len(projected)), projected, strict=True))
             profiles.append(profile)
         return probs, profiles

@@ -170,9 +170,10 @@ def _load_image(
 ) -> LoadedModel:
     reference = load_verified_reference(model_dir, manifest)
     projection = (
-        None if reference is None
+        None
+        if reference is None
         else ImageProjection(reference.projection_mean, reference.projection)
-    )  # fmt: skip
+    )
     onnx_entry = manifest.model.info.onnx
     if _cnn_runtime(source, onnx_entry) == "onnx":
         assert onnx_entry is not None

@@ -61,8 +61,7 @@ class Reference:
 
     def save(self, path: Path) -> None:
         names = list(self.features)
-        config = {"format": FORMAT, "kind": self.kind, "classes": self.classes,
-                  "features": names}  # fmt: skip
+        config = {"format": FORMAT, "kind": self.kind, "classes": self.classes, "features": names}
         with path.open("wb") as f:
             np.savez_compressed(
                 f,
@@ -165,10 +164,16 @@ def build_text_reference(
     rows = _sample(len(test_texts), MAX_ROWS, seed)
     predict = text_predictor(TextScorer(model, projection))
     return _reference(
-        "text", classes, predict, [test_texts[i] for i in rows], np.asarray(test_labels)[rows],
-        TEXT_FEATURES + projection_names(k), projection,
-        np.zeros(0, np.float32), batch=1000,
-    )  # fmt: skip
+        "text",
+        classes,
+        predict,
+        [test_texts[i] for i in rows],
+        np.asarray(test_labels)[rows],
+        TEXT_FEATURES + projection_names(k),
+        projection,
+        np.zeros(0, np.float32),
+        batch=1000,
+    )
 
 
 def build_image_reference(
@@ -186,10 +191,16 @@ def build_image_reference(
     fit_rows = _sample(len(x_train), 5000, seed)
     with torch.inference_mode():
         body = model[:-1]
-        features = torch.cat([
-            body(torch.from_numpy(np.ascontiguousarray(x_train[fit_rows[i : i + 500]])))
-            for i in range(0, len(fit_rows), 500)
-        ]).numpy().astype(np.float64)  # fmt: skip
+        features = (
+            torch.cat(
+                [
+                    body(torch.from_numpy(np.ascontiguousarray(x_train[fit_rows[i : i + 500]])))
+                    for i in range(0, len(fit_rows), 500)
+                ]
+            )
+            .numpy()
+            .astype(np.float64)
+        )
     mean = features.mean(axis=0)
     # Principal directions: the top right-singular vectors of the centred features.
     _, _, vt = np.linalg.svd(features - mean, full_matrices=False)
@@ -198,6 +209,13 @@ def build_image_reference(
     predict = image_predictor(model, ImageProjection(mean32, components))
     rows = _sample(len(x_test), MAX_ROWS, seed)
     return _reference(
-        "image", classes, predict, x_test[rows], np.asarray(y_test)[rows],
-        IMAGE_FEATURES + projection_names(len(components)), components, mean32, batch=500,
-    )  # fmt: skip
+        "image",
+        classes,
+        predict,
+        x_test[rows],
+        np.asarray(y_test)[rows],
+        IMAGE_FEATURES + projection_names(len(components)),
+        components,
+        mean32,
+        batch=500,
+    )

@@ -28,9 +28,18 @@ if TYPE_CHECKING:
 
 FORMAT = "mltrail.text-model/1"
 _VECTORIZER_KEYS = (
-    "lowercase", "strip_accents", "token_pattern", "ngram_range", "analyzer", "stop_words",
-    "binary", "norm", "use_idf", "smooth_idf", "sublinear_tf",
-)  # fmt: skip
+    "lowercase",
+    "strip_accents",
+    "token_pattern",
+    "ngram_range",
+    "analyzer",
+    "stop_words",
+    "binary",
+    "norm",
+    "use_idf",
+    "smooth_idf",
+    "sublinear_tf",
+)
 
 
 @dataclass(frozen=True)
@@ -180,9 +189,11 @@ class TextScorer:
                 logits[row] = self.intercept
                 continue
             indices, values = self._weights(tf)
-            projected = () if self.projection is None else tuple(
-                (values @ self.projection[indices]).tolist()
-            )  # fmt: skip
+            projected = (
+                ()
+                if self.projection is None
+                else tuple((values @ self.projection[indices]).tolist())
+            )
             counts.append((len(tokens), known, projected))
             logits[row] = values @ self.coef_t[indices] + self.intercept
         return self._probabilities(logits), counts

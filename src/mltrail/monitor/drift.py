@@ -84,13 +84,24 @@ def run_tests(
     for name in shared:
         ref, win = reference.features[name], features[name]
         statistic, p = ks(ref, win)
-        found.append(DriftTest(name, DATA, "ks", statistic, p, threshold,
-                               float(ref.mean()), float(win.mean())))  # fmt: skip
+        found.append(
+            DriftTest(
+                name, DATA, "ks", statistic, p, threshold, float(ref.mean()), float(win.mean())
+            )
+        )
     statistic, p = ks(reference.confidence, confidence)
     found.append(
-        DriftTest("confidence", PREDICTION, "ks", statistic, p, threshold,
-                  float(reference.confidence.mean()), float(confidence.mean()))
-    )  # fmt: skip
+        DriftTest(
+            "confidence",
+            PREDICTION,
+            "ks",
+            statistic,
+            p,
+            threshold,
+            float(reference.confidence.mean()),
+            float(confidence.mean()),
+        )
+    )
     k = len(reference.classes)
     counts = np.bincount(predicted, minlength=k)[:k]
     statistic, p = class_mix(np.bincount(reference.predicted, minlength=k)[:k], counts)

@@ -86,8 +86,9 @@ def window_arrays(
         for n in names
     }
     index = {c: i for i, c in enumerate(classes)}
-    predicted = np.array([index.get(p.class_name, int(p.label)) for p in predictions],
-                         dtype=np.int64)  # fmt: skip
+    predicted = np.array(
+        [index.get(p.class_name, int(p.label)) for p in predictions], dtype=np.int64
+    )
     confidence = np.array([p.confidence for p in predictions], dtype=np.float64)
     return features, predicted, confidence
 
@@ -118,46 +119,71 @@ def check_window(
     if n:
         p95, p99 = (float(v) for v in np.percentile(latencies, [95, 99]))
         slo = params.latency
-        check.latency = {"p50_ms": float(np.median(latencies)), "p95_ms": p95, "p99_ms": p99,
-                         "slo_p95_ms": slo.p95_ms, "slo_p99_ms": slo.p99_ms}  # fmt: skip
+        check.latency = {
+            "p50_ms": float(np.median(latencies)),
+            "p95_ms": p95,
+            "p99_ms": p99,
+            "slo_p95_ms": slo.p95_ms,
+            "slo_p99_ms": slo.p99_ms,
+        }
         for name, value, limit in (("p95", p95, slo.p95_ms), ("p99", p99, slo.p99_ms)):
             if value > limit:
-                reasons.append(Reason("warn", "latency",
-                                      f"{name} latency {value:.1f} ms is over its SLO of "
-                                      f"{limit:.0f} ms"))  # fmt: skip
+                reasons.append(
+                    Reason(
+                        "warn",
+                        "latency",
+                        f"{name} latency {value:.1f} ms is over its SLO of {limit:.0f} ms",
+                    )
+                )
 
     expected = reference.accuracy if reference_accuracy is None else reference_accuracy
     labelled = [p for p in window.predictions if p.prediction_id in window.feedback]
     correct = sum(int(p.label) == window.feedback[p.prediction_id] for p in labelled)
     live = correct / len(labelled) if labelled else None
-    check.accuracy = {"labelled": len(labelled), "live": live, "reference": expected,
-                      "max_drop": params.max_accuracy_drop}  # fmt: skip
+    check.accuracy = {
+        "labelled": len(labelled),
+        "live": live,
+        "reference": expected,
+        "max_drop": params.max_accuracy_drop,
+    }
     enough = live is not None and len(labelled) >= params.min_feedback
     floor = expected - params.max_accuracy_drop
     if enough and live is not None and live < floor:
         # A few hundred labels measure accuracy to a few points: retrain only when the live
         # accuracy is below the allowed floor beyond chance (one-sided binomial test at
         # alpha), so that noise does not retrain a model that is fine.
-        p_value = float(stats.binomtest(correct, len(labelled), max(floor, 0.0),
-                                        alternative="less").pvalue)  # fmt: skip
+        p_value = float(
+            stats.binomtest(correct, len(labelled), max(floor, 0.0), alternative="less").pvalue
+        )
         check.accuracy["p_value"] = p_value
         if p_value < params.alpha:
-            reasons.append(Reason(
-                "retrain", "accuracy",
-                f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is "
-                f"{expected - live:.3f} below the reference {expected:.3f} (allowed drop "
-                f"{params.max_accuracy_drop}; p={p_value:.2g})",
-            ))  # fmt: skip
+            reasons.append(
+                Reason(
+                    "retrain",
+                    "accuracy",
+                    f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is "
+                    f"{expected - live:.3f} below the reference {expected:.3f} (allowed drop "
+                    f"{params.max_accuracy_drop}; p={p_value:.2g})",
+                )
+            )
         else:
-            reasons.append(Reason(
-                "warn", "accuracy",
-                f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is below "
-                f"{floor:.3f}, but not beyond chance (p={p_value:.2g})",
-            ))  # fmt: skip
+            reasons.append(
+                Reason(
+                    "warn",
+                    "accuracy",
+                    f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is below "
+                    f"{floor:.3f}, but not beyond chance (p={p_value:.2g})",
+                )
+            )
 
     if n < params.min_predictions:
-        reasons.append(Reason("ok", "volume", f"{n} predictions in the window: drift is "
-                              f"tested from {params.min_predictions}"))  # fmt: skip
+        reasons.append(
+            Reason(
+                "ok",
+                "volume",
+                f"{n} predictions in the window: drift is tested from {params.min_predictions}",
+            )
+        )
     else:
         features, predicted, confidence = window_arrays(window, reference.classes)
         check.tests = run_tests(reference, features, predicted, confidence, params.alpha)
@@ -166,9 +192,12 @@ def check_window(
         if data or output:
             level = "retrain" if data and output and params.retrain_on_drift else "warn"
             what = (
-                "inputs and predictions drifted" if data and output
-                else "inputs drifted" if data else "predictions drifted"
-            )  # fmt: skip
+                "inputs and predictions drifted"
+                if data and output
+                else "inputs drifted"
+                if data
+                else "predictions drifted"
+            )
             detail = "; ".join(_fmt_test(t) for t in data + output)
             reasons.append(Reason(level, "drift", f"{what}: {detail}"))
     levels = [LEVELS.index(r.level) for r in reasons]

@@ -55,8 +55,11 @@ def prometheus_text(check: Check, task: str) -> str:
             out.append(line(name, check.predictions))
         elif name in ("drift_statistic", "drift_p_value", "drifted"):
             for t in check.tests:
-                value = {"drift_statistic": t.statistic, "drift_p_value": t.p_value,
-                         "drifted": float(t.drifted)}[name]  # fmt: skip
+                value = {
+                    "drift_statistic": t.statistic,
+                    "drift_p_value": t.p_value,
+                    "drifted": float(t.drifted),
+                }[name]
                 out.append(line(name, value, test=t.name, group=t.group))
         elif name == "live_accuracy":
             out.append(line(name, check.accuracy.get("live")))
@@ -95,12 +98,25 @@ def _distributions(check: Check, reference: Reference, window: Window) -> str:
         both = np.concatenate([ref, win])
         lo, hi = np.percentile(both, [0.5, 99.5])
         bins = np.linspace(lo, hi if hi > lo else lo + 1, 30)
-        ax.hist(np.clip(ref, lo, hi), bins=bins, density=True, color="#9e9e9e", alpha=0.6,
-                label="reference")  # fmt: skip
+        ax.hist(
+            np.clip(ref, lo, hi),
+            bins=bins,
+            density=True,
+            color="#9e9e9e",
+            alpha=0.6,
+            label="reference",
+        )
         test = tests.get(name)
         color = COLORS["retrain"] if test is not None and test.drifted else "#1565c0"
-        ax.hist(np.clip(win, lo, hi), bins=bins, density=True, histtype="step", lw=1.8,
-                color=color, label="window")  # fmt: skip
+        ax.hist(
+            np.clip(win, lo, hi),
+            bins=bins,
+            density=True,
+            histtype="step",
+            lw=1.8,
+            color=color,
+            label="window",
+        )
         title = name if test is None else f"{name}  p={test.p_value:.1e}"
         ax.set_title(title, fontsize=8, color=color)
         ax.tick_params(labelsize=6)
@@ -109,9 +125,13 @@ def _distributions(check: Check, reference: Reference, window: Window) -> str:
     window_mix = np.bincount(predicted, minlength=len(x))[: len(x)] / max(len(predicted), 1)
     ax.bar(x - 0.2, reference.class_fractions, 0.4, color="#9e9e9e", label="reference")
     test = tests.get("class_mix")
-    ax.bar(x + 0.2, window_mix, 0.4,
-           color=COLORS["retrain"] if test is not None and test.drifted else "#1565c0",
-           label="window")  # fmt: skip
+    ax.bar(
+        x + 0.2,
+        window_mix,
+        0.4,
+        color=COLORS["retrain"] if test is not None and test.drifted else "#1565c0",
+        label="window",
+    )
     ax.set_xticks(x, reference.classes, fontsize=6, rotation=45)
     ax.set_title("predicted class mix" + (f"  p={test.p_value:.1e}" if test else ""), fontsize=8)
     ax.legend(fontsize=6)
@@ -180,10 +200,14 @@ def render_html(
 ) -> str:
     e = html.escape
     color = COLORS[check.decision]
-    reasons = "".join(
-        f"<li><b style='color:{COLORS[r.level]}'>{e(r.level)}</b> [{e(r.check)}] "
-        f"{e(r.message)}</li>" for r in check.reasons
-    ) or "<li>no findings</li>"  # fmt: skip
+    reasons = (
+        "".join(
+            f"<li><b style='color:{COLORS[r.level]}'>{e(r.level)}</b> [{e(r.check)}] "
+            f"{e(r.message)}</li>"
+            for r in check.reasons
+        )
+        or "<li>no findings</li>"
+    )
     rows = "".join(
         f"<tr style='color:{COLORS['retrain'] if t.drifted else 'inherit'}'><td>{e(t.name)}</td>"
         f"<td>{t.group}</td><td>{t.method}</td><td>{t.statistic:.4g}</td>"

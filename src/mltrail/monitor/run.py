@@ -58,8 +58,7 @@ def run_check(
     store: str, model: MonitoredModel, params: MonitorParams, out_dir: Path | None
 ) -> Check:
     endpoint = task_spec(model.task).endpoint
-    window = read_window(store, endpoint=endpoint, limit=params.window,
-                         model_version=model.version)  # fmt: skip
+    window = read_window(store, endpoint=endpoint, limit=params.window, model_version=model.version)
     check = check_window(window, model.reference, params, model.version)
     if out_dir is not None:
         history = read_window(store, endpoint=endpoint, limit=HISTORY)

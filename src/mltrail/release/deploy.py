@@ -45,14 +45,29 @@ class Target:
 
     def ssh_options(self) -> list[str]:
         return [
-            "-i", str(self.key), "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes",
-            "-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={self.known_hosts}",
-            "-o", "ConnectTimeout=10",
-        ]  # fmt: skip
+            "-i",
+            str(self.key),
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "StrictHostKeyChecking=yes",
+            "-o",
+            f"UserKnownHostsFile={self.known_hosts}",
+            "-o",
+            "ConnectTimeout=10",
+        ]
 
     def run(self, command: str, timeout_s: float = 120) -> str:
-        argv = ["ssh", *self.ssh_options(), "-p", str(self.port), f"{self.user}@{self.host}",
-                command]  # fmt: skip
+        argv = [
+            "ssh",
+            *self.ssh_options(),
+            "-p",
+            str(self.port),
+            f"{self.user}@{self.host}",
+            command,
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
         if done.returncode != 0:
             message = (done.stderr or done.stdout).strip()[-1500:]
@@ -66,8 +81,16 @@ class Target:
         return done.stdout
 
     def upload(self, local: Path, remote: str) -> None:
-        argv = ["scp", *self.ssh_options(), "-P", str(self.port), "-r", "-q", str(local),
-                f"{self.user}@{self.host}:{remote}"]  # fmt: skip
+        argv = [
+            "scp",
+            *self.ssh_options(),
+            "-P",
+            str(self.port),
+            "-r",
+            "-q",
+            str(local),
+            f"{self.user}@{self.host}:{remote}",
+        ]
         done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
         if done.returncode != 0:
             raise DeployError(f"copying {local} to {self.host}:{remote} failed: {done.stderr}")
@@ -118,14 +141,28 @@ def deploy(
     else:
         handle = _start_container(target, release, port, env)
     record: dict[str, object] = {
-        "tag": release.tag, "runtime": release.runtime, "port": port, "handle": handle,
-        "previous": current.get("tag") if current else None, "time": time.time(),
-    }  # fmt: skip
-    passed = subprocess.run(
-        ["ssh", *target.ssh_options(), "-p", str(target.port), f"{target.user}@{target.host}",
-         _gate_script(port, timeout_s)],
-        capture_output=True, timeout=timeout_s + 60,
-    ).returncode == 0  # fmt: skip
+        "tag": release.tag,
+        "runtime": release.runtime,
+        "port": port,
+        "handle": handle,
+        "previous": current.get("tag") if current else None,
+        "time": time.time(),
+    }
+    passed = (
+        subprocess.run(
+            [
+                "ssh",
+                *target.ssh_options(),
+                "-p",
+                str(target.port),
+                f"{target.user}@{target.host}",
+                _gate_script(port, timeout_s),
+            ],
+            capture_output=True,
+            timeout=timeout_s + 60,
+        ).returncode
+        == 0
+    )
     if not passed:
         _stop(target, release.runtime, handle)
         _log(target, record | {"result": "rolled back"})
@@ -140,8 +177,10 @@ def deploy(
             hint=f"its log: {folder}/server.log on {target.host}",
         )
     state = json.dumps(record)
-    target.run(f"printf '%s\\n' {shlex.quote(state)} > {root}/current.json.tmp && "
-               f"mv {root}/current.json.tmp {root}/current.json")  # fmt: skip
+    target.run(
+        f"printf '%s\\n' {shlex.quote(state)} > {root}/current.json.tmp && "
+        f"mv {root}/current.json.tmp {root}/current.json"
+    )
     if current:
         _stop(target, str(current["runtime"]), str(current["handle"]))
     _log(target, record | {"result": "switched"})
@@ -158,8 +197,10 @@ def _start_process(
         if local is not None:
             target.upload(local, f"{folder}/models/{kind}")
             args += [f"--{kind}-model", f"{folder}/models/{kind}"]
-    settings = (f"telemetry: {{sqlite_path: {folder}/{DEFAULT_STORE}, "
-                f"spill_dir: {folder}/telemetry-spill}}\n")  # fmt: skip
+    settings = (
+        f"telemetry: {{sqlite_path: {folder}/{DEFAULT_STORE}, "
+        f"spill_dir: {folder}/telemetry-spill}}\n"
+    )
     exports = " ".join(f"{k}={q(v)}" for k, v in env.items())
     # Only the server goes to the background, its output to a file: a background job still
     # holding the SSH session's output would keep this command from returning.
@@ -178,8 +219,10 @@ def _start_container(target: Target, release: Release, port: int, env: dict[str,
     name = f"mltrail-{release.tag}"
     envs = " ".join(f"-e {q(f'{k}={v}')}" for k, v in env.items())
     target.run(f"docker pull {q(image)}", timeout_s=900)
-    target.run(f"docker rm -f {q(name)} >/dev/null 2>&1 || true; docker run -d --name {q(name)} "
-               f"--restart unless-stopped -p 127.0.0.1:{port}:80 {envs} {q(image)}")  # fmt: skip
+    target.run(
+        f"docker rm -f {q(name)} >/dev/null 2>&1 || true; docker run -d --name {q(name)} "
+        f"--restart unless-stopped -p 127.0.0.1:{port}:80 {envs} {q(image)}"
+    )
     return name
 
 
@@ -187,8 +230,10 @@ def _stop(target: Target, runtime: str, handle: str) -> None:
     if runtime == "docker":
         target.run(f"docker stop {shlex.quote(handle)} >/dev/null 2>&1 || true")
     elif handle.isdigit():  # SIGTERM: the server finishes its requests and flushes telemetry
-        target.run(f"kill {handle} 2>/dev/null; for i in $(seq 60); do "
-                   f"kill -0 {handle} 2>/dev/null || exit 0; sleep 0.5; done")  # fmt: skip
+        target.run(
+            f"kill {handle} 2>/dev/null; for i in $(seq 60); do "
+            f"kill -0 {handle} 2>/dev/null || exit 0; sleep 0.5; done"
+        )
 
 
 def _log(target: Target, record: dict[str, object]) -> None:

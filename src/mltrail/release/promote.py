@@ -80,8 +80,14 @@ def _register(model_dir: Path, manifest: Manifest, params: Params) -> dict[str, 
     found = mlflow.register_model(f"runs:/{run_id}/model", name)
     client.set_registered_model_alias(name, alias, found.version)
     client.set_model_version_tag(name, found.version, "mltrail.version", manifest.model_version)
-    return {"tracking_uri": uri, "name": name, "version": str(found.version), "alias": alias,
-            "run_id": run_id, "uri": f"models:/{name}@{alias}"}  # fmt: skip
+    return {
+        "tracking_uri": uri,
+        "name": name,
+        "version": str(found.version),
+        "alias": alias,
+        "run_id": run_id,
+        "uri": f"models:/{name}@{alias}",
+    }
 
 
 def promote(model_dir: Path, params: Params, reasons: dict[str, Any]) -> dict[str, Any]:

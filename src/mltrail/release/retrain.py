@@ -64,8 +64,14 @@ class Pass:
         log.info("retrain %s: %s %s", name, status, detail.get("message", ""))
 
     def as_dict(self) -> dict[str, Any]:
-        return {"id": self.id, "task": self.task, "started": self.started, "ended": time.time(),
-                "outcome": self.outcome, "steps": self.steps}  # fmt: skip
+        return {
+            "id": self.id,
+            "task": self.task,
+            "started": self.started,
+            "ended": time.time(),
+            "outcome": self.outcome,
+            "steps": self.steps,
+        }
 
 
 def stage_paths(stage: str, pipeline: Path = Path("dvc.yaml")) -> tuple[Path, Path]:
@@ -99,8 +105,11 @@ def _shift_started(out_dir: Path, version: str) -> float:
     check is this pass's own, the start of its window is the best estimate there is."""
     from mltrail.monitor.report import read_decisions
 
-    records = [r for r in sorted(read_decisions(out_dir), key=lambda r: r["time"])
-               if r.get("model_version") == version]  # fmt: skip
+    records = [
+        r
+        for r in sorted(read_decisions(out_dir), key=lambda r: r["time"])
+        if r.get("model_version") == version
+    ]
     first: dict[str, Any] | None = None
     for record in records:
         if record["decision"] == "ok":
@@ -119,8 +128,13 @@ def _run(command: list[str], log_file: Path) -> None:
     # The stages call `mltrail`: the one installed beside this interpreter, also from cron.
     path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
     with log_file.open("ab") as out:
-        done = subprocess.run(command, stdout=out, stderr=subprocess.STDOUT, check=False,
-                              env=os.environ | {"PATH": path})  # fmt: skip
+        done = subprocess.run(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            check=False,
+            env=os.environ | {"PATH": path},
+        )
     if done.returncode != 0:
         tail = log_file.read_text(errors="replace")[-1500:]
         raise MltrailError(f"`{' '.join(command)}` failed (exit {done.returncode}):\n{tail}")
@@ -163,13 +177,19 @@ def decide(serving: dict[str, Any], candidate: dict[str, Any], params: Params) -
     gain = candidate["feedback"] - serving["feedback"]
     drop = serving["test"] - candidate["test"]
     if gain <= p.min_improvement:
-        return False, (f"candidate is not better on recent feedback ({candidate['feedback']:.4f} "
-                       f"vs {serving['feedback']:.4f}; needs > +{p.min_improvement})")  # fmt: skip
+        return False, (
+            f"candidate is not better on recent feedback ({candidate['feedback']:.4f} "
+            f"vs {serving['feedback']:.4f}; needs > +{p.min_improvement})"
+        )
     if drop > p.max_test_drop:
-        return False, (f"candidate loses {drop:.4f} accuracy on the held-out test split "
-                       f"(allowed {p.max_test_drop})")  # fmt: skip
-    return True, (f"candidate better on recent feedback by {gain:+.4f} and within "
-                  f"{p.max_test_drop} on the test split ({-drop:+.4f})")  # fmt: skip
+        return False, (
+            f"candidate loses {drop:.4f} accuracy on the held-out test split "
+            f"(allowed {p.max_test_drop})"
+        )
+    return True, (
+        f"candidate better on recent feedback by {gain:+.4f} and within "
+        f"{p.max_test_drop} on the test split ({-drop:+.4f})"
+    )
 
 
 def retrain_once(
@@ -193,9 +213,14 @@ def retrain_once(
         serving = serving_source(params, task)
         model = monitored_model(serving)
         check = run_check(store, model, params.monitor, out_dir / task)
-        record.step("check", "done", decision=check.decision, check_id=check.id,
-                    model_version=model.version,
-                    reasons=[r.message for r in check.reasons])  # fmt: skip
+        record.step(
+            "check",
+            "done",
+            decision=check.decision,
+            check_id=check.id,
+            model_version=model.version,
+            reasons=[r.message for r in check.reasons],
+        )
         if check.decision != "retrain" and not force:
             record.outcome = f"no action ({check.decision})"
             return record.as_dict()
@@ -212,22 +237,39 @@ def retrain_once(
         folder = Path(params.dataset(task).feedback_dir or f"data/feedback/{task}")
         shift = _shift_started(out_dir / task, model.version)
         batch = feedback.write_batch(
-            folder, task, stamp, [r.prediction_id for r in rows], [r.input for r in rows],
-            [r.label for r in rows], p.eval_fraction, [r.time >= shift for r in rows],
-        )  # fmt: skip
+            folder,
+            task,
+            stamp,
+            [r.prediction_id for r in rows],
+            [r.input for r in rows],
+            [r.label for r in rows],
+            p.eval_fraction,
+            [r.time >= shift for r in rows],
+        )
         run_dvc(["add", "--quiet", str(batch.train), str(batch.eval)], dvc_log)
-        record.step("feedback", "done", rows=batch.rows,
-                    files={str(f): sha256_file(f) for f in (batch.train, batch.eval)},
-                    newest_prediction_time=rows[-1].time, shift_started=shift)  # fmt: skip
+        record.step(
+            "feedback",
+            "done",
+            rows=batch.rows,
+            files={str(f): sha256_file(f) for f in (batch.train, batch.eval)},
+            newest_prediction_time=rows[-1].time,
+            shift_started=shift,
+        )
 
         data_dir, model_dir = stage_paths(p.stage)
         started = time.time()
         run_dvc(["repro", p.stage], dvc_log)
         candidate = str(model_dir)
         candidate_model = monitored_model(candidate)
-        record.step("repro", "done", stage=p.stage, seconds=time.time() - started,
-                    candidate=candidate_model.version, log=str(dvc_log),
-                    data_sha256=candidate_model.manifest.data.content_sha256)  # fmt: skip
+        record.step(
+            "repro",
+            "done",
+            stage=p.stage,
+            seconds=time.time() - started,
+            candidate=candidate_model.version,
+            log=str(dvc_log),
+            data_sha256=candidate_model.manifest.data.content_sha256,
+        )
         if candidate_model.version == model.version:
             record.outcome = "not promoted: the candidate is the serving model"
             record.step("promote", "skipped", message=record.outcome)
@@ -238,23 +280,39 @@ def retrain_once(
         recent = batch.rows["eval_recent"] >= MIN_RECENT
         fb_inputs, fb_labels = _load_split(task, batch.eval, recent_only=recent)
         scores = {
-            name: {"test": accuracy(src, task, test_inputs, test_labels),
-                   "feedback": accuracy(src, task, fb_inputs, fb_labels)}
+            name: {
+                "test": accuracy(src, task, test_inputs, test_labels),
+                "feedback": accuracy(src, task, fb_inputs, fb_labels),
+            }
             for name, src in (("serving", serving), ("candidate", candidate))
-        }  # fmt: skip
+        }
         better, why = decide(scores["serving"], scores["candidate"], params)
-        record.step("evaluate", "done", scores=scores, promote=better, message=why,
-                    test_rows=len(test_labels), feedback_rows=len(fb_labels),
-                    feedback_rows_recent_only=recent)  # fmt: skip
+        record.step(
+            "evaluate",
+            "done",
+            scores=scores,
+            promote=better,
+            message=why,
+            test_rows=len(test_labels),
+            feedback_rows=len(fb_labels),
+            feedback_rows_recent_only=recent,
+        )
         if not better:
             record.outcome = f"not promoted: {why}"
             record.step("promote", "skipped", message=why)
             return record.as_dict()
 
-        promoted = promote(model_dir, params, {"check": check.id, "loop": record.id,
-                                              "scores": scores, "why": why})  # fmt: skip
-        record.step("promote", "done", version=promoted["version"], release=promoted["release"],
-                    registry=promoted["registry"], previous=promoted["previous"])  # fmt: skip
+        promoted = promote(
+            model_dir, params, {"check": check.id, "loop": record.id, "scores": scores, "why": why}
+        )
+        record.step(
+            "promote",
+            "done",
+            version=promoted["version"],
+            release=promoted["release"],
+            registry=promoted["registry"],
+            previous=promoted["previous"],
+        )
         if server:
             now = reload_server(server, task, str(Path(promoted["release"]).resolve()), api_key)
             record.step("reload", "done", server=server, serving=now)

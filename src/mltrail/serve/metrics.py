@@ -58,15 +58,23 @@ class ServerMetrics:
             "mltrail_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
         )
         self.latency = Histogram(
-            "mltrail_request_seconds", "request latency", ["endpoint"],
-            buckets=LATENCY_BUCKETS, registry=self.registry,
-        )  # fmt: skip
-        self.predictions = Counter(
-            "mltrail_predictions", "predictions per class", ["model", "class_name"],
+            "mltrail_request_seconds",
+            "request latency",
+            ["endpoint"],
+            buckets=LATENCY_BUCKETS,
             registry=self.registry,
-        )  # fmt: skip
+        )
+        self.predictions = Counter(
+            "mltrail_predictions",
+            "predictions per class",
+            ["model", "class_name"],
+            registry=self.registry,
+        )
         self.confidence = Histogram(
-            "mltrail_prediction_confidence", "confidence of predictions", ["model"],
-            buckets=CONFIDENCE_BUCKETS, registry=self.registry,
-        )  # fmt: skip
+            "mltrail_prediction_confidence",
+            "confidence of predictions",
+            ["model"],
+            buckets=CONFIDENCE_BUCKETS,
+            registry=self.registry,
+        )
         self.registry.register(_TelemetryCollector(telemetry))

@@ -108,8 +108,9 @@ def run(
     use = newest and len(recent[1]) >= max(cifar.reference_min_feedback, 1)
     prepared.profile["reference"] = (
         {"source": "feedback", "batch": newest[0].name, "rows": len(recent[1])}
-        if use else {"source": "test"}
-    )  # fmt: skip
+        if use
+        else {"source": "test"}
+    )
     write_prepared_cifar10(prepared, out_dir, source, cifar, recent if use else None)
     log.info(
         "wrote %s: %d train, %d test images", out_dir, len(prepared.y_train), len(prepared.y_test)

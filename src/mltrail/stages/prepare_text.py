@@ -126,8 +126,9 @@ def run(params: Params, out_dir: Path, download_dir: Path, progress: bool = True
     reference = recent if newest and len(recent) >= max(text.reference_min_feedback, 1) else None
     prepared.profile["reference"] = (
         {"source": "feedback", "batch": newest[0].name, "rows": len(recent)}
-        if reference is not None else {"source": "test"}
-    )  # fmt: skip
+        if reference is not None
+        else {"source": "test"}
+    )
     write_prepared_text(prepared, out_dir, source, text, reference)
     rows = prepared.profile["rows"]
     log.info(

@@ -143,8 +143,11 @@ class Telemetry:
                     state.backoff = min(state.backoff * 2, 30.0)
                     log.warning(
                         "telemetry sink %s failed (%s: %s); %d records kept for retry",
-                        name, type(exc).__name__, exc, len(state.buffer),
-                    )  # fmt: skip
+                        name,
+                        type(exc).__name__,
+                        exc,
+                        len(state.buffer),
+                    )
                     break
                 for _ in chunk:
                     state.buffer.popleft()
@@ -172,8 +175,10 @@ class Telemetry:
                 self._write_spill(state.sink.name, state.buffer)
                 log.warning(
                     "telemetry sink %s still down at shutdown: %d records spilled to %s",
-                    state.sink.name, len(state.buffer), self._spill,
-                )  # fmt: skip
+                    state.sink.name,
+                    len(state.buffer),
+                    self._spill,
+                )
             with contextlib.suppress(Exception):
                 state.sink.close()
 

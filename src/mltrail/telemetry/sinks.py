@@ -42,12 +42,17 @@ class WandbSink:
     def write(self, records: Sequence[Record]) -> None:
         for r in records:
             if isinstance(r, Prediction):
-                self._run.log({
-                    "endpoint": r.endpoint, "prediction": r.label, "class_name": r.class_name,
-                    "confidence": r.confidence, "inference_ms": r.inference_ms,
-                    "model_version": r.model_version,
-                    **{f"input/{k}": v for k, v in r.profile.items()},
-                })  # fmt: skip
+                self._run.log(
+                    {
+                        "endpoint": r.endpoint,
+                        "prediction": r.label,
+                        "class_name": r.class_name,
+                        "confidence": r.confidence,
+                        "inference_ms": r.inference_ms,
+                        "model_version": r.model_version,
+                        **{f"input/{k}": v for k, v in r.profile.items()},
+                    }
+                )
             elif isinstance(r, Feedback):
                 self._run.log({"feedback_label": r.label})
 

@@ -176,9 +176,14 @@ def check_files(model_dir: Path, manifest: Manifest) -> list[dict[str, Any]]:
     for role, entry in manifest.model.hashed_files().items():
         status, actual = entry.check(model_dir)
         checked.append(
-            {"role": role, "file": entry.file, "sha256": entry.sha256,
-             "actual_sha256": actual, "status": status}
-        )  # fmt: skip
+            {
+                "role": role,
+                "file": entry.file,
+                "sha256": entry.sha256,
+                "actual_sha256": actual,
+                "status": status,
+            }
+        )
     return checked
 
 

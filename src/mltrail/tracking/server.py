@@ -34,13 +34,20 @@ class TrackingServer:
     def command(self) -> tuple[list[str], dict[str, str]]:
         mlflow = str(Path(sys.executable).parent / "mlflow")
         argv = [
-            mlflow, "server",
-            "--backend-store-uri", self.backend_store_uri,
-            "--artifacts-destination", str(self.artifacts_destination.resolve()),
+            mlflow,
+            "server",
+            "--backend-store-uri",
+            self.backend_store_uri,
+            "--artifacts-destination",
+            str(self.artifacts_destination.resolve()),
             "--serve-artifacts",
-            "--host", self.host, "--port", str(self.port),
-            "--workers", str(self.workers),
-        ]  # fmt: skip
+            "--host",
+            self.host,
+            "--port",
+            str(self.port),
+            "--workers",
+            str(self.workers),
+        ]
         if self.allowed_hosts:
             argv += ["--allowed-hosts", self.allowed_hosts]
         env = {
