@@ -88,15 +88,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     from mltrail.paths import resolve_environment
 
     argv = list(sys.argv[1:] if argv is None else argv)
-    # Before anything runs in another folder or process: relative paths in MLTRAIL_* mean
-    # "relative to where the command was typed" (mltrail.paths).
-    resolve_environment()
     if argv[:1] and argv[0] in PASSTHROUGH:  # their own arguments, untouched
+        resolve_environment()
         try:
             return PASSTHROUGH[argv[0]](argv[1:])
         except MltrailError as exc:
             return report(exc)
-    namespace = build_parser().parse_args(argv)
+    namespace = build_parser().parse_args(argv)  # --help and usage errors exit here, light
+    # Before anything runs in another folder or process: relative paths in MLTRAIL_* mean
+    # "relative to where the command was typed" (mltrail.paths).
+    resolve_environment()
     absolute_arguments(namespace)
     import logging  # here, not at the top: --help and usage errors exit before this
 
