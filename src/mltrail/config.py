@@ -16,8 +16,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from mltrail.errors import ParamsError
 from mltrail.paths import MIRROR_ENV as MIRROR_ENV  # declared with the other path variables
-from mltrail.paths import absolute, absolute_sqlite_uri
-from mltrail.settings import Environment
+from mltrail.paths import absolute, resolve_fields
+from mltrail.settings import PATH, SQLITE_URI, Environment
 
 Sha256 = Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]
 Task = Literal["text", "cifar10"]
@@ -48,7 +48,7 @@ class DataSource(_Section):
     url: str | None = None
     sha256: Sha256 | None = None
     mirror: tuple[MirrorFile, ...] = ()
-    path: str | None = None
+    path: Annotated[str | None, PATH] = None
     path_sha256: Sha256 | None = None
 
     @model_validator(mode="after")
@@ -61,7 +61,7 @@ class DataSource(_Section):
 class DataParams(_Section):
     """Settings shared by the data stages."""
 
-    mirror: str | None = None
+    mirror: Annotated[str | None, PATH] = None
     """Folder with local copies of the datasets; ``$MLTRAIL_DATA_MIRROR`` when unset."""
     download_timeout_s: float = Field(default=60.0, gt=0)
 
@@ -94,7 +94,7 @@ class TextParams(_Section):
     """Seeded, stratified sample of the cleaned rows; ``null`` uses all of them."""
     test_fraction: float = Field(default=0.2, gt=0, lt=1)
     seed: int = 42
-    feedback_dir: str | None = "data/feedback/text"
+    feedback_dir: Annotated[str | None, PATH] = "data/feedback/text"
     """Labelled production data (``mltrail retrain``) added to the training split."""
     feedback_repeat: int = Field(default=1, ge=1, le=100)
     """Each feedback row joins the training split this many times: recent production data
@@ -141,7 +141,7 @@ class Cifar10Params(_Section):
     """Seeded, stratified subset of the 50,000 training images; ``null`` keeps all."""
     test_size: int | None = Field(default=None, gt=0)
     seed: int = 42
-    feedback_dir: str | None = "data/feedback/cifar10"
+    feedback_dir: Annotated[str | None, PATH] = "data/feedback/cifar10"
     """Labelled production images (``mltrail retrain``) added to the training split."""
     feedback_repeat: int = Field(default=1, ge=1, le=100)
     """Each feedback image joins the training split this many times (see text)."""
@@ -181,13 +181,13 @@ class TrackingParams(_Section):
     """Where runs are tracked; not a stage's param (changing it does not retrain)."""
 
     experiment: str = "mltrail"
-    mlflow_uri: str = "sqlite:///mlflow.db"
+    mlflow_uri: Annotated[str, SQLITE_URI] = "sqlite:///mlflow.db"
     """Any MLflow tracking URI: a local SQLite file (default) or a server ``http://host:5000``."""
     wandb_project: str = "mltrail"
     wandb_mode: Literal["offline", "online"] = "offline"
-    wandb_dir: str = "."
+    wandb_dir: Annotated[str, PATH] = "."
     """W&B writes its run files under ``<wandb_dir>/wandb/``."""
-    journal_dir: str = ".mltrail/runs"
+    journal_dir: Annotated[str, PATH] = ".mltrail/runs"
     """Every tracked run is journalled here first, then exported (see mltrail.tracking)."""
     retry_for_s: float = Field(default=20.0, ge=0)
     """How long the background exporter retries a backend that is down before leaving the
@@ -260,9 +260,9 @@ class RetrainParams(_Section):
     """The candidate must beat the serving model on recent feedback by more than this, and
     be no worse on the held-out test split than ``max_test_drop``."""
     max_test_drop: float = Field(default=0.02, ge=0, le=1)
-    releases_dir: str = "releases"
+    releases_dir: Annotated[str, PATH] = "releases"
     """Promoted models are copied here (immutable, by version) for the pointer to name."""
-    pointer_file: str = "releases/serving.json"
+    pointer_file: Annotated[str, PATH] = "releases/serving.json"
     """``{"text": <folder>, "image": <folder>}``: the server reloads when it changes."""
 
 
@@ -393,58 +393,17 @@ def validate_params(raw: Mapping[str, Any], origin: str = "params") -> Params:
         ) from None
 
 
-def _absolute_source(source: DataSource, base: Path) -> DataSource:
-    if source.path is None:
-        return source
-    return source.model_copy(update={"path": str(absolute(source.path, base))})
-
-
 def resolve_params(params: Params, base: Path | None = None) -> Params:
     """``params`` with every local path absolute, relative ones taken against ``base`` (the
-    folder the command was run in): the data mirror (``$MLTRAIL_DATA_MIRROR`` when
-    ``data.mirror`` is null), the sources' ``path``, the feedback folders, the tracking
-    journal and W&B folders, a ``sqlite:///`` MLflow URI, the releases folder and the pointer.
-    Done once, where params are loaded, so a subprocess, a DVC stage or a ``chdir`` later on
-    reads the same files (see mltrail.paths)."""
-    base = base or Path.cwd()
-
-    def path(value: str | None) -> str | None:
-        return None if value is None else str(absolute(value, base))
-
+    folder the command was run in): each field declared to hold one (``Annotated[..., PATH]``
+    or ``SQLITE_URI``: the data mirror, the sources' ``path``, the feedback folders, the
+    tracking journal and W&B folders, the MLflow URI, the releases folder and the pointer), by
+    the same mechanism as server settings (``mltrail.paths.resolve_fields``). The data mirror
+    is ``$MLTRAIL_DATA_MIRROR`` when ``data.mirror`` is null. Done once, where params are
+    loaded, so a subprocess, a DVC stage or a ``chdir`` later on reads the same files."""
     mirror = params.data.mirror or Environment.read().data_mirror
-    text, cifar = params.text, params.cifar10
-    tracking, retrain = params.tracking, params.retrain
-    return params.model_copy(
-        update={
-            "data": params.data.model_copy(update={"mirror": path(mirror)}),
-            "text": text.model_copy(
-                update={
-                    "source": _absolute_source(text.source, base),
-                    "feedback_dir": path(text.feedback_dir),
-                }
-            ),
-            "cifar10": cifar
-            and cifar.model_copy(
-                update={
-                    "source": _absolute_source(cifar.source, base),
-                    "feedback_dir": path(cifar.feedback_dir),
-                }
-            ),
-            "tracking": tracking.model_copy(
-                update={
-                    "mlflow_uri": absolute_sqlite_uri(tracking.mlflow_uri, base),
-                    "wandb_dir": path(tracking.wandb_dir),
-                    "journal_dir": path(tracking.journal_dir),
-                }
-            ),
-            "retrain": retrain.model_copy(
-                update={
-                    "releases_dir": path(retrain.releases_dir),
-                    "pointer_file": path(retrain.pointer_file),
-                }
-            ),
-        }
-    )
+    data = params.data.model_copy(update={"mirror": mirror})
+    return resolve_fields(params.model_copy(update={"data": data}), base)
 
 
 def load_params(path: Path, overrides: Iterable[str] = (), base: Path | None = None) -> Params:
