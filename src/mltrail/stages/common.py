@@ -10,6 +10,7 @@ from pydantic import BaseModel
 
 from mltrail.config import DataSource, Params
 from mltrail.data.sources import FetchedFile, fetch
+from mltrail.settings import Holds
 
 log = logging.getLogger(__name__)
 
@@ -31,12 +32,22 @@ def provenance(source: FetchedFile, section: BaseModel) -> dict[str, Any]:
     hold absolute paths once loaded: mltrail.paths): the same data prepared in two clones or
     on two machines gives equal bytes. The content is identified by the sha256s.
     """
-    recorded = section.model_dump(mode="json", exclude=LOCATIONS)
+    recorded = section.model_dump(mode="json", exclude=locations(section))
     return {
         "source": {"file": source.path.name, "sha256": source.sha256, "verified": source.verified},
         "params": recorded,
     }
 
 
-LOCATIONS: Any = {"feedback_dir": True, "source": {"path"}}
-"""Fields of a data section that say where files are, not what they hold."""
+def locations(model: BaseModel) -> dict[str, Any]:
+    """The fields of ``model`` (nested ones too) declared to hold a path (mltrail.settings
+    ``Holds``): where files are, not what they hold. A ``model_dump`` exclude."""
+    found: dict[str, Any] = {}
+    for name, field in type(model).model_fields.items():
+        value = getattr(model, name)
+        if isinstance(value, BaseModel):
+            if inner := locations(value):
+                found[name] = inner
+        elif Holds.of(field) is not None:
+            found[name] = True
+    return found
