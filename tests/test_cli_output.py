@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -28,7 +27,6 @@ def test_completion_names_every_verb(shell: str, capsys: pytest.CaptureFixture[s
     assert "--summary-out" in script and "--download-dir" in script
 
 
-@pytest.mark.skipif(shutil.which("bash") is None, reason="no bash")
 def test_the_bash_completion_completes(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     main(["completion", "bash"])
     script = tmp_path / "mltrail.bash"
