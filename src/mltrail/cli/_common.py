@@ -51,16 +51,15 @@ class ParamsArgs(Args):
         return load_params(self.params, self.overrides)
 
 
-def params_parser() -> argparse.ArgumentParser:
-    """The parent parser of :class:`ParamsArgs`: ``--params FILE`` and repeatable ``--set``."""
-    parent = argparse.ArgumentParser(add_help=False)
-    parent.add_argument(
+def add_params(parser: argparse.ArgumentParser) -> None:
+    """The arguments of :class:`ParamsArgs`: ``--params FILE`` and repeatable ``--set``."""
+    parser.add_argument(
         "--params",
         type=Path,
         default=Path("params.yaml"),
         help="params file (default: %(default)s)",
     )
-    parent.add_argument(
+    parser.add_argument(
         "--set",
         action="append",
         default=[],
@@ -68,6 +67,12 @@ def params_parser() -> argparse.ArgumentParser:
         metavar="KEY=VALUE",
         help="override one param for this run, e.g. --set text.sample_rows=5000 (repeatable)",
     )
+
+
+def params_parser() -> argparse.ArgumentParser:
+    """A parent parser holding :func:`add_params`' arguments, for sub-commands that share them."""
+    parent = argparse.ArgumentParser(add_help=False)
+    add_params(parent)
     return parent
 
 

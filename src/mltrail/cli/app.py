@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 from mltrail import __version__
 from mltrail.cli import (
@@ -35,16 +35,19 @@ from mltrail.cli import (
 from mltrail.cli._common import absolute_arguments, report
 from mltrail.errors import MltrailError
 
-if TYPE_CHECKING:
-    from mltrail.cli._common import Subparsers
-
 
 class Verb(Protocol):
-    """A verb module: its name on the command line, and how it adds its parser."""
+    """A verb module: its name on the command line, its one-line ``HELP`` (and, optionally, a
+    longer ``DESCRIPTION``), and what it adds to its parser, which :func:`build_parser` makes
+    so that every verb's parser is made the same way."""
 
-    NAME: str
+    # Read-only members: a module's constants satisfy them (mutable ones would need exact types).
+    @property
+    def NAME(self) -> str: ...
+    @property
+    def HELP(self) -> str: ...
 
-    def register(self, verbs: Subparsers) -> None: ...
+    def register(self, parser: argparse.ArgumentParser) -> None: ...
 
 
 VERBS: tuple[Verb, ...] = (
@@ -80,7 +83,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     verbs = parser.add_subparsers(dest="verb", required=True, metavar="COMMAND")
     for verb in VERBS:
-        verb.register(verbs)
+        parser_of_verb = verbs.add_parser(
+            verb.NAME,
+            help=verb.HELP,
+            description=getattr(verb, "DESCRIPTION", None),
+            add_help=verb.NAME not in PASSTHROUGH,  # their --help is the other tool's
+        )
+        verb.register(parser_of_verb)
     return parser
 
 

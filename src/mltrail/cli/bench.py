@@ -3,12 +3,13 @@
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mltrail.cli._common import ParamsArgs, Subparsers, params_parser, set_command
+from mltrail.cli._common import ParamsArgs, add_params, set_command
 
 NAME = "bench"
 
@@ -49,23 +50,22 @@ def cmd_bench(args: BenchArgs) -> int:
     return 0
 
 
-def register(verbs: Subparsers) -> None:
-    bench = verbs.add_parser(
-        NAME,
-        parents=[params_parser()],
-        help="measure what tracking costs: the paper's Tables 2-7 on this machine",
-        description="""Run the matrix task x tracking condition x repetition (params.yaml `bench`),
-        each cell a fresh process; finished cells are kept and skipped on the next run. Writes
-        OUT/benchmark.{md,csv,json} and one chart per task.""",
-    )
-    bench.add_argument("--out", type=Path, default=Path("reports"), help="report folder")
-    bench.add_argument(
+HELP = "measure what tracking costs: the paper's Tables 2-7 on this machine"
+DESCRIPTION = """Run the matrix task x tracking condition x repetition (params.yaml `bench`),
+each cell a fresh process; finished cells are kept and skipped on the next run. Writes
+OUT/benchmark.{md,csv,json} and one chart per task."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    add_params(parser)
+    parser.add_argument("--out", type=Path, default=Path("reports"), help="report folder")
+    parser.add_argument(
         "--work",
         type=Path,
         default=Path(".mltrail/bench"),
         help="data, stores and finished cells (kept for resuming)",
     )
-    preset = bench.add_mutually_exclusive_group()
+    preset = parser.add_mutually_exclusive_group()
     preset.add_argument(
         "--quick",
         action="store_const",
@@ -80,10 +80,10 @@ def register(verbs: Subparsers) -> None:
         dest="preset",
         help="all of IMDB and CIFAR-10, three repetitions (~30 min on 2 cores)",
     )
-    bench.add_argument("--repeats", type=int, help="repetitions per cell (params: bench.repeats)")
-    bench.add_argument("--tasks", help="comma-separated: text,cifar10 (params: bench.tasks)")
-    bench.add_argument(
+    parser.add_argument("--repeats", type=int, help="repetitions per cell (params: parser.repeats)")
+    parser.add_argument("--tasks", help="comma-separated: text,cifar10 (params: parser.tasks)")
+    parser.add_argument(
         "--report-only", action="store_true", help="re-render OUT from OUT/benchmark.json"
     )
-    bench.add_argument("--no-progress", action="store_true", help="no progress bar")
-    set_command(bench, BenchArgs, cmd_bench)
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    set_command(parser, BenchArgs, cmd_bench)

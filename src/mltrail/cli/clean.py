@@ -3,10 +3,11 @@ clean_models)."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltrail.cli._common import ParamsArgs, Subparsers, params_parser, set_command
+from mltrail.cli._common import ParamsArgs, params_parser, set_command
 
 NAME = "clean"
 
@@ -28,9 +29,11 @@ def cmd_clean_models(args: CleanModelsArgs) -> int:
     return 0
 
 
-def register(verbs: Subparsers) -> None:
-    clean = verbs.add_parser(NAME, help="remove stale outputs (stage clean_models)")
-    what = clean.add_subparsers(dest="what", required=True, metavar="WHAT")
+HELP = "remove stale outputs (stage clean_models)"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
     models = what.add_parser(
         "models",
         parents=[params_parser()],

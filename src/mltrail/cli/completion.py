@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from mltrail.cli._common import Args, Subparsers, set_command
+from mltrail.cli._common import Args, set_command
 
 NAME = "completion"
 
@@ -44,13 +44,12 @@ def _complete_paths(parser: argparse.ArgumentParser, files: Any) -> None:
             action.complete = files  # type: ignore[attr-defined]
 
 
-def register(verbs: Subparsers) -> None:
-    completion = verbs.add_parser(
-        NAME,
-        help="print a shell completion script (bash, zsh, tcsh)",
-        description="""Print the completion script for mltrail's verbs and options. Install it once,
-        e.g. bash: mltrail completion bash > ~/.local/share/bash-completion/completions/mltrail;
-        zsh: mltrail completion zsh > "${fpath[1]}/_mltrail".""",
-    )
-    completion.add_argument("shell", choices=get_args(Shell))
-    set_command(completion, CompletionArgs, cmd_completion)
+HELP = "print a shell completion script (bash, zsh, tcsh)"
+DESCRIPTION = """Print the completion script for mltrail's verbs and options. Install it once,
+e.g. bash: mltrail completion bash > ~/.local/share/bash-completion/completions/mltrail;
+zsh: mltrail completion zsh > "${fpath[1]}/_mltrail"."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shell", choices=get_args(Shell))
+    set_command(parser, CompletionArgs, cmd_completion)

@@ -3,11 +3,12 @@ back."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from mltrail.cli._common import Args, Subparsers, set_command
+from mltrail.cli._common import Args, set_command
 from mltrail.errors import MltrailError
 
 NAME = "deploy"
@@ -53,26 +54,25 @@ def cmd_deploy(args: DeployArgs) -> int:
     return 0
 
 
-def register(verbs: Subparsers) -> None:
-    dep = verbs.add_parser(
-        NAME,
-        help="deploy a release over SSH: start beside the old, health gate, switch or roll back",
-        description="""Blue/green on two ports of the host; SSH checks the host key against
-        --known-hosts. MLTRAIL_API_KEY and MLTRAIL_TELEMETRY_DSN are passed on from this
-        environment. Exits non-zero after a rollback.""",
-    )
-    dep.add_argument("--host", required=True)
-    dep.add_argument("--user", required=True)
-    dep.add_argument("--key", type=Path, required=True, help="SSH private key")
-    dep.add_argument("--known-hosts", type=Path, required=True, help="the pinned host key")
-    dep.add_argument("--ssh-port", type=int, default=22)
-    dep.add_argument("--root", default="/srv/mltrail", help="release folder on the host")
-    dep.add_argument("--tag", required=True, help="release tag (the image tag)")
-    dep.add_argument("--runtime", choices=get_args(Runtime), default="docker")
-    dep.add_argument("--image", default="mltrail", help="docker: the image, without its tag")
-    dep.add_argument("--text-model", type=Path, help="process: model folder to ship")
-    dep.add_argument("--image-model", type=Path, help="process: model folder to ship")
-    dep.add_argument("--python", default="python3", help="process: interpreter on the host")
-    dep.add_argument("--ports", default="8001,8002", help="the two blue/green ports")
-    dep.add_argument("--timeout", type=float, default=60, help="health gate, seconds")
-    set_command(dep, DeployArgs, cmd_deploy)
+HELP = "deploy a release over SSH: start beside the old, health gate, switch or roll back"
+DESCRIPTION = """Blue/green on two ports of the host; SSH checks the host key against
+--known-hosts. MLTRAIL_API_KEY and MLTRAIL_TELEMETRY_DSN are passed on from this
+environment. Exits non-zero after a rollback."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", required=True)
+    parser.add_argument("--user", required=True)
+    parser.add_argument("--key", type=Path, required=True, help="SSH private key")
+    parser.add_argument("--known-hosts", type=Path, required=True, help="the pinned host key")
+    parser.add_argument("--ssh-port", type=int, default=22)
+    parser.add_argument("--root", default="/srv/mltrail", help="release folder on the host")
+    parser.add_argument("--tag", required=True, help="release tag (the image tag)")
+    parser.add_argument("--runtime", choices=get_args(Runtime), default="docker")
+    parser.add_argument("--image", default="mltrail", help="docker: the image, without its tag")
+    parser.add_argument("--text-model", type=Path, help="process: model folder to ship")
+    parser.add_argument("--image-model", type=Path, help="process: model folder to ship")
+    parser.add_argument("--python", default="python3", help="process: interpreter on the host")
+    parser.add_argument("--ports", default="8001,8002", help="the two blue/green ports")
+    parser.add_argument("--timeout", type=float, default=60, help="health gate, seconds")
+    set_command(parser, DeployArgs, cmd_deploy)

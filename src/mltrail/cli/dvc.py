@@ -4,9 +4,8 @@ to :func:`passthrough`; the parser only lists the verb (help, completion)."""
 
 from __future__ import annotations
 
+import argparse
 from collections.abc import Sequence
-
-from mltrail.cli._common import Subparsers
 
 NAME = "dvc"
 
@@ -17,11 +16,10 @@ def passthrough(argv: Sequence[str]) -> int:
     return dvc(argv)
 
 
-def register(verbs: Subparsers) -> None:
-    verbs.add_parser(
-        NAME,
-        help="run DVC with SSH host keys checked (dvc-ssh accepts any host key otherwise)",
-        description="""mltrail dvc ARGS... is `dvc ARGS...` with SSH remotes verifying the server
-        against ~/.ssh/known_hosts (or $MLTRAIL_KNOWN_HOSTS).""",
-        add_help=False,
-    )
+HELP = "run DVC with SSH host keys checked (dvc-ssh accepts any host key otherwise)"
+DESCRIPTION = """mltrail dvc ARGS... is `dvc ARGS...` with SSH remotes verifying the server
+against ~/.ssh/known_hosts (or $MLTRAIL_KNOWN_HOSTS)."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    """Nothing to add: the arguments are DVC's, handed over unparsed (app.PASSTHROUGH)."""

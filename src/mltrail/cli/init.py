@@ -3,11 +3,12 @@ labelled CSV."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
-from mltrail.cli._common import Args, Subparsers, set_command
+from mltrail.cli._common import Args, set_command
 
 NAME = "init"
 
@@ -46,28 +47,27 @@ def cmd_init(args: InitArgs) -> int:
     return 0
 
 
-def register(verbs: Subparsers) -> None:
-    init = verbs.add_parser(
-        NAME,
-        help="start a project of your own: a DVC pipeline that trains on your labelled CSV",
-        description="""Make DIR a git + DVC project (params.yaml, dvc.yaml, a local DVC remote,
-        .gitignore, README.md) whose `dvc repro` trains a text classifier on a copy of your CSV,
-        versioned by DVC; then serve, monitor and retrain it with mltrail as here. The CSV is
-        checked first, and a failed init leaves nothing behind.""",
-    )
-    init.add_argument("dir", type=Path, help="the project folder (new, or empty)")
-    init.add_argument("--text-csv", type=Path, required=True, help="labelled CSV with a header")
-    init.add_argument("--text-column", required=True, help="the column holding the texts")
-    init.add_argument("--label-column", required=True, help="the column holding the classes")
-    init.add_argument(
+HELP = "start a project of your own: a DVC pipeline that trains on your labelled CSV"
+DESCRIPTION = """Make DIR a git + DVC project (params.yaml, dvc.yaml, a local DVC remote,
+.gitignore, README.md) whose `dvc repro` trains a text classifier on a copy of your CSV,
+versioned by DVC; then serve, monitor and retrain it with mltrail as here. The CSV is
+checked first, and a failed init leaves nothing behind."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("dir", type=Path, help="the project folder (new, or empty)")
+    parser.add_argument("--text-csv", type=Path, required=True, help="labelled CSV with a header")
+    parser.add_argument("--text-column", required=True, help="the column holding the texts")
+    parser.add_argument("--label-column", required=True, help="the column holding the classes")
+    parser.add_argument(
         "--tracker",
         choices=get_args(Tracker),
         default="mlflow",
         help="where the training stage tracks its runs (default: %(default)s, in mlflow.db)",
     )
-    init.add_argument(
+    parser.add_argument(
         "--force",
         action="store_true",
         help="re-make DIR if mltrail init made it and it has not run",
     )
-    set_command(init, InitArgs, cmd_init)
+    set_command(parser, InitArgs, cmd_init)

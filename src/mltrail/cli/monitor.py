@@ -3,10 +3,11 @@ ok/warn/retrain), or summarize a window of telemetry."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltrail.cli._common import ParamsArgs, Subparsers, params_parser, set_command, telemetry_store
+from mltrail.cli._common import ParamsArgs, add_params, set_command, telemetry_store
 from mltrail.errors import MltrailError
 
 NAME = "monitor"
@@ -64,39 +65,38 @@ def cmd_monitor(args: MonitorArgs) -> int:
     return args.retrain_exit_code if check.decision == "retrain" else 0
 
 
-def register(verbs: Subparsers) -> None:
-    mon = verbs.add_parser(
-        NAME,
-        parents=[params_parser()],
-        help="check the serving model: drift, live accuracy, latency SLO -> ok/warn/retrain",
-        description="""With --model: test the newest `monitor.window` predictions of that model
-        (params.yaml `monitor`) against the reference it was trained with, decide ok / warn /
-        retrain, and write OUT/report.html, check.json, monitor.prom (Prometheus gauges) and a
-        line in OUT/decisions.jsonl. Without --model: summarize the window (volume, class mix,
-        confidence, latency, inputs, live accuracy); --json prints all of it.""",
-    )
-    mon.add_argument("--model", help="the serving model: folder, runs:/... or models:/...")
-    mon.add_argument("--out", type=Path, help="report folder (with --model)")
-    mon.add_argument(
+HELP = "check the serving model: drift, live accuracy, latency SLO -> ok/warn/retrain"
+DESCRIPTION = """With --model: test the newest `monitor.window` predictions of that model
+(params.yaml `monitor`) against the reference it was trained with, decide ok / warn /
+retrain, and write OUT/report.html, check.json, monitor.prom (Prometheus gauges) and a
+line in OUT/decisions.jsonl. Without --model: summarize the window (volume, class mix,
+confidence, latency, inputs, live accuracy); --json prints all of it."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    add_params(parser)
+    parser.add_argument("--model", help="the serving model: folder, runs:/... or models:/...")
+    parser.add_argument("--out", type=Path, help="report folder (with --model)")
+    parser.add_argument(
         "--retrain-exit-code",
         type=int,
         default=0,
         help="exit status on a retrain decision (e.g. 3, for cron or CI; default 0)",
     )
-    mon.add_argument(
+    parser.add_argument(
         "--store",
         help="telemetry.db path, sqlite:///path or postgresql://... "
         "(default: $MLTRAIL_TELEMETRY_DSN, else telemetry.db)",
     )
-    mon.add_argument("--minutes", type=float, help="only the last N minutes (summary)")
-    mon.add_argument("--endpoint", help="only /predict/text or /predict/image (summary)")
-    mon.add_argument("--limit", type=int, default=100_000, help="newest N predictions (summary)")
-    mon.add_argument(
+    parser.add_argument("--minutes", type=float, help="only the last N minutes (summary)")
+    parser.add_argument("--endpoint", help="only /predict/text or /predict/image (summary)")
+    parser.add_argument("--limit", type=int, default=100_000, help="newest N predictions (summary)")
+    parser.add_argument(
         "--json",
         action="store_true",
         help="print JSON: the summary, or with --model the check (as check.json)",
     )
-    mon.add_argument(
+    parser.add_argument(
         "--summary-out", type=Path, metavar="PATH", help="also write the summary (JSON) here"
     )
-    set_command(mon, MonitorArgs, cmd_monitor)
+    set_command(parser, MonitorArgs, cmd_monitor)

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 
-from mltrail.cli._common import ParamsArgs, Subparsers, params_parser, set_command
+from mltrail.cli._common import ParamsArgs, params_parser, set_command
 
 NAME = "params"
 
@@ -27,9 +28,11 @@ def cmd_params_show(args: ShowArgs) -> int:
     return 0
 
 
-def register(verbs: Subparsers) -> None:
-    params = verbs.add_parser(NAME, help="inspect params")
-    what = params.add_subparsers(dest="what", required=True, metavar="WHAT")
+HELP = "inspect params"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
     show = what.add_parser(
         "show", parents=[params_parser()], help="print the validated params, overrides applied"
     )

@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltrail.cli._common import ParamsArgs, Subparsers, params_parser, set_command
+from mltrail.cli._common import ParamsArgs, params_parser, set_command
 from mltrail.paths import MIRROR_ENV
 
 NAME = "prepare"
@@ -34,7 +34,12 @@ def cmd_prepare_cifar10(args: PrepareArgs) -> int:
     return 0
 
 
-def register(verbs: Subparsers) -> None:
+HELP = "prepare a dataset (stages prepare_data_text, prepare_cifar10)"
+DESCRIPTION = f"""Fetch (path, mirror folder from ${MIRROR_ENV}, or URL), verify, clean and
+split a dataset."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
     data = argparse.ArgumentParser(add_help=False, parents=[params_parser()])
     data.add_argument("--out", type=Path, required=True, help="output folder (replaced atomically)")
     data.add_argument(
@@ -44,14 +49,7 @@ def register(verbs: Subparsers) -> None:
         help="where downloads are kept (default: %(default)s)",
     )
     data.add_argument("--no-progress", action="store_true", help="no progress bars")
-
-    prepare = verbs.add_parser(
-        NAME,
-        help="prepare a dataset (stages prepare_data_text, prepare_cifar10)",
-        description=f"""Fetch (path, mirror folder from ${MIRROR_ENV}, or URL), verify, clean and
-        split a dataset.""",
-    )
-    what = prepare.add_subparsers(dest="dataset", required=True, metavar="DATASET")
+    what = parser.add_subparsers(dest="dataset", required=True, metavar="DATASET")
     text = what.add_parser(
         "text",
         parents=[data],

@@ -3,10 +3,11 @@ pointer file), and reload a server at once."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltrail.cli._common import ParamsArgs, Subparsers, params_parser, set_command
+from mltrail.cli._common import ParamsArgs, add_params, set_command
 
 NAME = "promote"
 
@@ -34,12 +35,11 @@ def cmd_promote(args: PromoteArgs) -> int:
     return 0
 
 
-def register(verbs: Subparsers) -> None:
-    pro = verbs.add_parser(
-        NAME,
-        parents=[params_parser()],
-        help="make a model folder the serving one (release copy, MLflow alias, pointer)",
-    )
-    pro.add_argument("model", type=Path, help="a folder written by mltrail train")
-    pro.add_argument("--server", help="a server to reload at once")
-    set_command(pro, PromoteArgs, cmd_promote)
+HELP = "make a model folder the serving one (release copy, MLflow alias, pointer)"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    add_params(parser)
+    parser.add_argument("model", type=Path, help="a folder written by mltrail train")
+    parser.add_argument("--server", help="a server to reload at once")
+    set_command(parser, PromoteArgs, cmd_promote)

@@ -3,11 +3,12 @@ feedback, dvc repro, evaluate, promote."""
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltrail.cli._common import ParamsArgs, Subparsers, params_parser, set_command, telemetry_store
+from mltrail.cli._common import ParamsArgs, add_params, set_command, telemetry_store
 from mltrail.errors import MltrailError
 
 NAME = "retrain"
@@ -51,23 +52,22 @@ def cmd_retrain(args: RetrainArgs) -> int:
         time.sleep(args.every)
 
 
-def register(verbs: Subparsers) -> None:
-    ret = verbs.add_parser(
-        NAME,
-        parents=[params_parser()],
-        help="close the loop: check, add labelled feedback, dvc repro, evaluate, promote",
-        description="""One pass (params.yaml `retrain`): check the serving model; on a retrain
-        decision (or --force) add the labelled production inputs as a DVC-tracked feedback
-        batch, `dvc repro` the serving stage, compare the candidate with the serving model on
-        the test split and on held-out feedback, and promote it only if it is better (release
-        copy, MLflow alias, pointer file; the server reloads). Every step goes to
-        OUT/<task>/loop.jsonl. The API key for --server comes from $MLTRAIL_API_KEY.""",
-    )
-    ret.add_argument(
+HELP = "close the loop: check, add labelled feedback, dvc repro, evaluate, promote"
+DESCRIPTION = """One pass (params.yaml `retrain`): check the serving model; on a retrain
+decision (or --force) add the labelled production inputs as a DVC-tracked feedback
+batch, `dvc repro` the serving stage, compare the candidate with the serving model on
+the test split and on held-out feedback, and promote it only if it is better (release
+copy, MLflow alias, pointer file; the server reloads). Every step goes to
+OUT/<task>/loop.jsonl. The API key for --server comes from $MLTRAIL_API_KEY."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    add_params(parser)
+    parser.add_argument(
         "--store", help="telemetry store (default: $MLTRAIL_TELEMETRY_DSN, else telemetry.db)"
     )
-    ret.add_argument("--out", type=Path, default=Path("monitoring"), help="reports and records")
-    ret.add_argument("--force", action="store_true", help="retrain whatever the check decides")
-    ret.add_argument("--server", help="a server to reload at once, e.g. http://127.0.0.1:8000")
-    ret.add_argument("--every", type=float, help="repeat every N seconds (a scheduled loop)")
-    set_command(ret, RetrainArgs, cmd_retrain)
+    parser.add_argument("--out", type=Path, default=Path("monitoring"), help="reports and records")
+    parser.add_argument("--force", action="store_true", help="retrain whatever the check decides")
+    parser.add_argument("--server", help="a server to reload at once, e.g. http://127.0.0.1:8000")
+    parser.add_argument("--every", type=float, help="repeat every N seconds (a scheduled loop)")
+    set_command(parser, RetrainArgs, cmd_retrain)

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltrail.cli._common import Args, Subparsers, set_command
+from mltrail.cli._common import Args, set_command
 from mltrail.errors import MltrailError
 
 NAME = "serve"
@@ -51,17 +52,16 @@ def cmd_serve(args: ServeArgs) -> int:
     return 0
 
 
-def register(verbs: Subparsers) -> None:
-    serve = verbs.add_parser(
-        NAME,
-        help="serve models over HTTP (FastAPI + uvicorn), with telemetry and /metrics",
-        description="""Settings come from --settings (YAML; or $MLTRAIL_SERVE_SETTINGS), the
-        environment (MLTRAIL_TEXT_MODEL, MLTRAIL_IMAGE_MODEL, MLTRAIL_API_KEY,
-        MLTRAIL_IMAGE_TAG, MLTRAIL_POINTER_FILE), then these options.""",
-    )
-    serve.add_argument("--settings", type=Path, help="server settings file (YAML)")
-    serve.add_argument("--text-model", help="model folder, runs:/... or models:/name@alias")
-    serve.add_argument("--image-model", help="model folder, runs:/... or models:/name@alias")
-    serve.add_argument("--host", help="address to listen on (default 127.0.0.1)")
-    serve.add_argument("--port", type=int, help="port (default 8000; 80 in the container)")
-    set_command(serve, ServeArgs, cmd_serve)
+HELP = "serve models over HTTP (FastAPI + uvicorn), with telemetry and /metrics"
+DESCRIPTION = """Settings come from --settings (YAML; or $MLTRAIL_SERVE_SETTINGS), the
+environment (MLTRAIL_TEXT_MODEL, MLTRAIL_IMAGE_MODEL, MLTRAIL_API_KEY,
+MLTRAIL_IMAGE_TAG, MLTRAIL_POINTER_FILE), then these options."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--settings", type=Path, help="server settings file (YAML)")
+    parser.add_argument("--text-model", help="model folder, runs:/... or models:/name@alias")
+    parser.add_argument("--image-model", help="model folder, runs:/... or models:/name@alias")
+    parser.add_argument("--host", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--port", type=int, help="port (default 8000; 80 in the container)")
+    set_command(parser, ServeArgs, cmd_serve)

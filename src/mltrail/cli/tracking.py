@@ -3,10 +3,11 @@ server."""
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltrail.cli._common import Args, ParamsArgs, Subparsers, params_parser, set_command
+from mltrail.cli._common import Args, ParamsArgs, params_parser, set_command
 
 NAME = "tracking"
 
@@ -60,9 +61,11 @@ def cmd_tracking_server(args: ServerArgs) -> int:
     return 0  # not reached: run() becomes the server
 
 
-def register(verbs: Subparsers) -> None:
-    tracking = verbs.add_parser(NAME, help="tracking journal tools")
-    what = tracking.add_subparsers(dest="what", required=True, metavar="WHAT")
+HELP = "tracking journal tools"
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    what = parser.add_subparsers(dest="what", required=True, metavar="WHAT")
     sync = what.add_parser(
         "sync",
         parents=[params_parser()],
@@ -74,7 +77,7 @@ def register(verbs: Subparsers) -> None:
         help="run a team's MLflow tracking server (PostgreSQL store, served artifacts)",
         description="""Creates the PostgreSQL database if needed, then runs `mlflow server` with it
         as the backend store, artifacts served from --artifacts, no job runner. Clients point at
-        it with one setting: tracking.mlflow_uri: http://HOST:PORT.""",
+        it with one setting: parser.mlflow_uri: http://HOST:PORT.""",
     )
     server.add_argument(
         "--backend-store-uri", default="postgresql://postgres@127.0.0.1:5432/mlflow"

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mltrail.cli._common import ParamsArgs, Subparsers, params_parser, set_command
+from mltrail.cli._common import ParamsArgs, params_parser, set_command
 
 if TYPE_CHECKING:
     from mltrail.config import Params
@@ -61,15 +61,14 @@ def _print_metrics(manifest: Manifest) -> None:
     print(", ".join(f"{k} {v:.4f}" for k, v in manifest.metrics.items()))
 
 
-def register(verbs: Subparsers) -> None:
-    train = verbs.add_parser(
-        NAME,
-        help="train a model (stages train_text_*, train_cifar10_*)",
-        description="""Train under any tracker: none, mlflow, wandb, several (mlflow,wandb) or an
-        MLflow tracking URI. Tracking never blocks training: runs are journalled and exported in
-        the background.""",
-    )
-    task = train.add_subparsers(dest="task", required=True, metavar="TASK")
+HELP = "train a model (stages train_text_*, train_cifar10_*)"
+DESCRIPTION = """Train under any tracker: none, mlflow, wandb, several (mlflow,wandb) or an
+MLflow tracking URI. Tracking never blocks training: runs are journalled and exported in
+the background."""
+
+
+def register(parser: argparse.ArgumentParser) -> None:
+    task = parser.add_subparsers(dest="task", required=True, metavar="TASK")
     trainer = argparse.ArgumentParser(add_help=False, parents=[params_parser()])
     trainer.add_argument("--data", type=Path, required=True, help="prepared data folder")
     trainer.add_argument("--out", type=Path, required=True, help="model folder (atomic)")

@@ -98,25 +98,15 @@ def _distributions(check: Check, reference: Reference, window: Window) -> str:
         both = np.concatenate([ref, win])
         lo, hi = np.percentile(both, [0.5, 99.5])
         bins = np.linspace(lo, hi if hi > lo else lo + 1, 30)
-        ax.hist(
-            np.clip(ref, lo, hi),
-            bins=bins,
-            density=True,
-            color="#9e9e9e",
-            alpha=0.6,
-            label="reference",
-        )
         test = tests.get(name)
         color = COLORS["retrain"] if test is not None and test.drifted else "#1565c0"
-        ax.hist(
-            np.clip(win, lo, hi),
-            bins=bins,
-            density=True,
-            histtype="step",
-            lw=1.8,
-            color=color,
-            label="window",
-        )
+        # The reference filled in grey, the window as an outline over it in the test's colour.
+        styles = [
+            (ref, {"color": "#9e9e9e", "alpha": 0.6, "label": "reference"}),
+            (win, {"histtype": "step", "lw": 1.8, "color": color, "label": "window"}),
+        ]
+        for values, style in styles:
+            ax.hist(np.clip(values, lo, hi), bins=bins, density=True, **style)
         title = name if test is None else f"{name}  p={test.p_value:.1e}"
         ax.set_title(title, fontsize=8, color=color)
         ax.tick_params(labelsize=6)
