@@ -1,7 +1,8 @@
 """What a check leaves behind: ``report.html`` (plots inline, one file to open or mail),
-``check.json`` (everything measured), ``monitor.prom`` (Prometheus gauges, in the text format
-node_exporter's textfile collector reads) and one line in ``decisions.jsonl`` (the decision
-record the retrain loop and the lineage read). Files are replaced atomically.
+``check.json`` (everything measured), ``monitor.prom`` (Prometheus gauges for
+node_exporter's textfile collector, :mod:`mltrail.monitor.prom`) and one line in
+``decisions.jsonl`` (the decision record the retrain loop and the lineage read).
+Files are replaced atomically.
 """
 
 from __future__ import annotations
@@ -17,60 +18,12 @@ import numpy as np
 
 from mltrail.fsio import atomic_write_text, write_json
 from mltrail.models.reference import Reference
-from mltrail.monitor.policy import LEVELS, Check
+from mltrail.monitor.policy import Check
+from mltrail.monitor.prom import write_prom
 from mltrail.telemetry import Window
 
 DECISIONS = "decisions.jsonl"
 COLORS = {"ok": "#2e7d32", "warn": "#ef6c00", "retrain": "#c62828"}
-
-
-def prometheus_text(check: Check, task: str) -> str:
-    """Gauges of one check (``mltrail_monitor_*``), labelled by task and model version."""
-    base = {"task": task, "model_version": check.model_version or ""}
-
-    def line(name: str, value: float | None, **labels: str) -> str:
-        if value is None:
-            return ""
-        merged = base | labels
-        text = ",".join(f'{k}="{v}"' for k, v in merged.items())
-        return f"mltrail_monitor_{name}{{{text}}} {value:.6g}\n"
-
-    help_lines = {
-        "decision": "0 ok, 1 warn, 2 retrain",
-        "predictions": "predictions in the checked window",
-        "drift_statistic": "KS statistic (chi-square for class_mix) of each drift test",
-        "drift_p_value": "p-value of each drift test",
-        "drifted": "1 when the test's p-value is under its threshold",
-        "live_accuracy": "accuracy on the window's labelled predictions",
-        "labelled": "labelled predictions in the window",
-        "latency_ms": "per-prediction model time in the window",
-        "check_timestamp_seconds": "when the check ran",
-    }
-    out = []
-    for name, text in help_lines.items():
-        out.append(f"# HELP mltrail_monitor_{name} {text}\n# TYPE mltrail_monitor_{name} gauge\n")
-        if name == "decision":
-            out.append(line(name, LEVELS.index(check.decision)))
-        elif name == "predictions":
-            out.append(line(name, check.predictions))
-        elif name in ("drift_statistic", "drift_p_value", "drifted"):
-            for t in check.tests:
-                value = {
-                    "drift_statistic": t.statistic,
-                    "drift_p_value": t.p_value,
-                    "drifted": float(t.drifted),
-                }[name]
-                out.append(line(name, value, test=t.name, group=t.group))
-        elif name == "live_accuracy":
-            out.append(line(name, check.accuracy.get("live")))
-        elif name == "labelled":
-            out.append(line(name, check.accuracy.get("labelled")))
-        elif name == "latency_ms":
-            for q in ("p50", "p95", "p99"):
-                out.append(line(name, check.latency.get(f"{q}_ms"), quantile=q))
-        else:
-            out.append(line(name, check.time))
-    return "".join(out)
 
 
 def _png(fig: Any) -> str:
@@ -271,7 +224,7 @@ def write_outputs(
         "decisions": out_dir / DECISIONS,
     }
     write_json(paths["json"], record)
-    atomic_write_text(paths["prom"], prometheus_text(check, task))
+    write_prom(check, task, paths["prom"])
     atomic_write_text(
         paths["html"], render_html(check, task, reference, window, history, [*past, record])
     )
