@@ -80,6 +80,7 @@ class Server:
 def start_server(
     workdir: Path,
     models: dict[str, Path],
+    *,
     environ: Mapping[str, str | None] | None = None,
     **settings: object,
 ) -> Server:

@@ -14,8 +14,7 @@ import pytest
 
 from tests.serve.conftest import API_KEY, Server, start_server
 
-LIMITS = {"header_timeout_s": 1.0, "body_timeout_s": 1.0, "keep_alive_s": 1,
-          "max_header_bytes": 16_384, "max_connections": 8}  # fmt: skip
+MAX_CONNECTIONS = 8
 PATIENCE_S = 6.0  # how long a test waits for the server to act before calling it a failure
 
 
@@ -23,7 +22,9 @@ PATIENCE_S = 6.0  # how long a test waits for the server to act before calling i
 def bounded(
     model_dirs: dict[str, Path], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Server]:
-    running = start_server(tmp_path_factory.mktemp("bounded"), model_dirs, **LIMITS)
+    running = start_server(tmp_path_factory.mktemp("bounded"), model_dirs,
+                           header_timeout_s=1.0, body_timeout_s=1.0, keep_alive_s=1,
+                           max_header_bytes=16_384, max_connections=MAX_CONNECTIONS)  # fmt: skip
     yield running
     running.stop()
 
@@ -123,7 +124,7 @@ def test_oversized_headers_get_431_and_are_not_read_on(bounded: Server, size: in
 
 
 def test_connections_beyond_the_limit_get_503(bounded: Server) -> None:
-    idle = [_connect(bounded) for _ in range(LIMITS["max_connections"])]  # type: ignore[call-overload]
+    idle = [_connect(bounded) for _ in range(MAX_CONNECTIONS)]
     try:
         with _connect(bounded) as sock:
             sock.sendall(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

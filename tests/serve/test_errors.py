@@ -121,7 +121,7 @@ def test_decompression_bombs_and_unsupported_images_are_422(torch_server: Server
         for name, blob in cases.items():
             for kw in ({"content": blob, "headers": {"Content-Type": "image/png"}},
                        {"files": [("file", ("x.png", blob, "image/png"))]}):  # fmt: skip
-                r = c.post("/predict/image", **kw)  # type: ignore[arg-type]
+                r = c.post("/predict/image", **kw)
                 assert r.status_code == 422, (name, r.status_code, r.text)
                 assert "Traceback" not in r.text
 
