@@ -11,7 +11,10 @@
 #   docker run -p 80:80 -e MLTRAIL_API_KEY=... -e MLTRAIL_IMAGE_TAG=mltrail:<tag> mltrail:latest
 #
 # No secret goes into a layer or a build argument: the API key and the telemetry DSN are given
-# to `docker run` as environment variables.
+# to `docker run` as environment variables. The server listens on 0.0.0.0, so it needs the key:
+# without MLTRAIL_API_KEY the container exits at start and says so (MLTRAIL_ADMIN_API_KEY: a
+# separate key for /admin/reload; MLTRAIL_ALLOW_UNAUTHENTICATED=1 serves everything open, for a
+# network where every client is trusted only). See docs/security.md.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 

@@ -31,7 +31,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic.fields import FieldInfo
 
 PREFIX = "MLTRAIL_"
@@ -143,14 +143,33 @@ class ServeSettingsBase(_Declared):
     port: int = Field(default=8000, ge=0, le=65535)
     """Port to listen on."""
     api_key: str | None = None
-    """Bearer token required by predict, feedback and admin (none: open). A secret: from the
+    """Bearer token required by predict, feedback, admin and /version (none or empty: open,
+    which the server refuses on an address other than loopback). A secret: from the
     environment or the file, never the command line."""
+    admin_api_key: str | None = None
+    """Bearer token required by /admin/* instead of `api_key` (none: `api_key`). A secret, as
+    `api_key`."""
+    allow_unauthenticated: bool = False
+    """Serve on an address other than loopback without an API key, everything open: only on a
+    network where every client is trusted (logged as a warning at start)."""
     max_body_bytes: int = Field(default=1_000_000, gt=0)
     """Larger requests get 413 before they are read."""
     max_batch: int = Field(default=256, gt=0)
     """Most inputs in one request (more: 413)."""
     max_text_chars: int = Field(default=100_000, gt=0)
     """Longest text (longer: 422)."""
+    max_header_bytes: int = Field(default=65_536, gt=0)
+    """Most bytes of a request line and headers (more: 431, and the connection is closed)."""
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    """Seconds from a connection's opening (or a request's first byte) to the end of the
+    request's headers; slower: closed (408)."""
+    body_timeout_s: float = Field(default=30.0, gt=0)
+    """Seconds from the end of a request's headers to the end of its body; slower: 408 and
+    closed."""
+    keep_alive_s: int = Field(default=5, gt=0)
+    """Seconds an idle keep-alive connection stays open after a response."""
+    max_connections: int = Field(default=1000, gt=0)
+    """Open connections (or requests in flight) beyond which a request gets 503."""
     pointer_file: Annotated[str | None, PATH] = None
     """A JSON file `{"text": ..., "image": ...}`; when it changes the server reloads."""
     image_tag: str | None = None
@@ -163,6 +182,13 @@ class ServeSettingsBase(_Declared):
     default: inputs may be personal data; turn it on knowingly."""
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     """Where prediction records go (the keys below)."""
+
+    @field_validator("api_key", "admin_api_key")
+    @classmethod
+    def _blank_key_is_no_key(cls, value: str | None) -> str | None:
+        # `api_key: ""` in a file (or spaces) would otherwise read as a key that opens nothing
+        # and compare equal to an empty bearer token.
+        return value if value and value.strip() else None
 
 
 def env_name(model: type[BaseModel], *path: str) -> str:

@@ -7,7 +7,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +77,15 @@ class Server:
         return code
 
 
-def start_server(workdir: Path, models: dict[str, Path], **settings: object) -> Server:
+def start_server(
+    workdir: Path,
+    models: dict[str, Path],
+    *,
+    environ: Mapping[str, str | None] | None = None,
+    **settings: object,
+) -> Server:
+    """A real ``mltrail serve`` on 127.0.0.1 with ``settings`` in its YAML file and the API key
+    in its environment; ``environ`` adds variables (None: removes one)."""
     workdir.mkdir(parents=True, exist_ok=True)
     values = {
         "text_model": str(models["text"]),
@@ -90,6 +98,11 @@ def start_server(workdir: Path, models: dict[str, Path], **settings: object) -> 
     (workdir / "serve.yaml").write_text(yaml.safe_dump(values))
     log = workdir / "server.log"
     env = os.environ | {"MLTRAIL_API_KEY": API_KEY, "MLTRAIL_IMAGE_TAG": "mltrail:test"}
+    for name, value in (environ or {}).items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
     proc = subprocess.Popen(
         [str(BIN / "mltrail"), "serve", "--settings", str(workdir / "serve.yaml")],
         cwd=workdir, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,

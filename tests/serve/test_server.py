@@ -36,11 +36,16 @@ def _images(model_dirs: dict[str, Path], n: int = 4) -> np.ndarray:
     return images
 
 
-def test_health_ready_version_are_open(server: Server, model_dirs: dict[str, Path]) -> None:
+def test_health_and_ready_are_open_and_version_needs_the_key(
+    server: Server, model_dirs: dict[str, Path]
+) -> None:
     with server.client(key=None) as c:
         assert c.get("/health").json() == {"status": "ok"}
         ready = c.get("/ready").json()
         assert ready["ready"] is True and set(ready["models"]) == {"text", "image"}
+        assert set(ready) == {"ready", "models"}  # no source, no manifest: those need the key
+        assert c.get("/version").status_code == 401
+    with server.client() as c:
         version = c.get("/version").json()
     assert version["image_tag"] == "mltrail:test"
     manifest = json.loads((model_dirs["text"] / "manifest.json").read_text())
@@ -114,6 +119,7 @@ def test_predict_and_feedback_need_the_api_key(server: Server) -> None:
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
             assert c.post("/feedback", json={"prediction_id": "x", "label": 0}).status_code == 401
             assert c.post("/admin/reload", json={"text_model": "x"}).status_code == 401
+            assert c.get("/version").status_code == 401
             assert c.get("/metrics").status_code == 200
 
 

@@ -116,6 +116,14 @@ def telemetry_store(store: str | None) -> str:
     return str(store or default_store())
 
 
+def admin_key() -> str | None:
+    """The key a client sends to a server's /admin/* routes: ``$MLTRAIL_ADMIN_API_KEY``, else
+    ``$MLTRAIL_API_KEY`` (the server's own fallback), else none."""
+    import os
+
+    return os.environ.get("MLTRAIL_ADMIN_API_KEY") or os.environ.get("MLTRAIL_API_KEY") or None
+
+
 def report(error: MltrailError) -> int:
     """An error the user can act on: one message, its hint, no traceback; exit status 1."""
     print(f"mltrail: error: {error}", file=sys.stderr)

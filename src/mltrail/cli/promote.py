@@ -7,7 +7,7 @@ import argparse
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltrail.cli._common import ParamsArgs, add_params, set_command
+from mltrail.cli._common import ParamsArgs, add_params, admin_key, set_command
 
 NAME = "promote"
 
@@ -19,8 +19,6 @@ class PromoteArgs(ParamsArgs):
 
 
 def cmd_promote(args: PromoteArgs) -> int:
-    import os
-
     from mltrail.release.promote import promote, reload_server
 
     record = promote(args.model, args.load_params(), {"manual": True})
@@ -29,8 +27,7 @@ def cmd_promote(args: PromoteArgs) -> int:
         print(f"MLflow: {record['registry']['uri']} = version {record['registry']['version']}")
     if args.server:
         release = str(Path(record["release"]).resolve())
-        api_key = os.environ.get("MLTRAIL_API_KEY")
-        now = reload_server(args.server, record["task"], release, api_key)
+        now = reload_server(args.server, record["task"], release, admin_key())
         print(f"{args.server} now serves {now}")
     return 0
 
@@ -41,5 +38,8 @@ HELP = "make a model folder the serving one (release copy, MLflow alias, pointer
 def register(parser: argparse.ArgumentParser) -> None:
     add_params(parser)
     parser.add_argument("model", type=Path, help="a folder written by mltrail train")
-    parser.add_argument("--server", help="a server to reload at once")
+    parser.add_argument(
+        "--server",
+        help="a server to reload at once (key: $MLTRAIL_ADMIN_API_KEY, else $MLTRAIL_API_KEY)",
+    )
     set_command(parser, PromoteArgs, cmd_promote)

@@ -8,7 +8,13 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from mltrail.cli._common import ParamsArgs, add_params, set_command, telemetry_store
+from mltrail.cli._common import (
+    ParamsArgs,
+    add_params,
+    admin_key,
+    set_command,
+    telemetry_store,
+)
 from mltrail.errors import MltrailError
 
 NAME = "retrain"
@@ -24,7 +30,6 @@ class RetrainArgs(ParamsArgs):
 
 
 def cmd_retrain(args: RetrainArgs) -> int:
-    import os
     import time
 
     from mltrail.release.retrain import retrain_once
@@ -40,7 +45,7 @@ def cmd_retrain(args: RetrainArgs) -> int:
                 args.out,
                 force=args.force,
                 server=args.server,
-                api_key=os.environ.get("MLTRAIL_API_KEY"),
+                api_key=admin_key(),
             )
             print(f"{record['outcome']} (record {record['id']} in {records})")
         except MltrailError as exc:
@@ -58,7 +63,8 @@ decision (or --force) add the labelled production inputs as a DVC-tracked feedba
 batch, `dvc repro` the serving stage, compare the candidate with the serving model on
 the test split and on held-out feedback, and promote it only if it is better (release
 copy, MLflow alias, pointer file; the server reloads). Every step goes to
-OUT/<task>/loop.jsonl. The API key for --server comes from $MLTRAIL_API_KEY."""
+OUT/<task>/loop.jsonl. The key for --server's reload comes from $MLTRAIL_ADMIN_API_KEY,
+else $MLTRAIL_API_KEY."""
 
 
 def register(parser: argparse.ArgumentParser) -> None:

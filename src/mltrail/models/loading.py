@@ -13,10 +13,12 @@ the model has an ONNX copy and onnxruntime is installed, else torch), ``onnx`` o
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
+import shutil
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,8 +40,13 @@ from mltrail.models.reference import Reference
 from mltrail.settings import Environment, env_name
 
 MLFLOW_ARTIFACT = "mltrail-model"
+TEMP_PREFIX = "mltrail-model-"
 CNN_RUNTIME_ENV = env_name(Environment, "cnn_runtime")
 CNN_RUNTIMES = ("auto", "onnx", "torch")
+
+
+Loader = Callable[[str, Manifest, list[str], Path], "LoadedModel"]
+"""(source, manifest, classes, model folder) -> the loaded model."""
 
 
 class ModelLoadError(MltrailError):
@@ -91,9 +98,46 @@ def verify(model_dir: Path) -> Manifest:
 
 
 def resolve(source: str) -> Path:
-    """A local folder for ``source``: a path, or an MLflow URI downloaded to a temp folder."""
+    """A local folder for ``source``: a path, or an MLflow URI downloaded to a temp folder
+    (left for the caller; :func:`local_copy` removes it itself)."""
+    return _fetch(source)[0]
+
+
+@contextlib.contextmanager
+def local_copy(source: str) -> Iterator[Path]:
+    """A local folder for ``source`` while the block runs; an MLflow download is removed after
+    it, loaded or not (a loaded model lives in memory: nothing reads its files again)."""
+    model_dir, temp = _fetch(source)
+    try:
+        yield model_dir
+    finally:
+        if temp is not None:
+            shutil.rmtree(temp, ignore_errors=True)
+
+
+def _fetch(source: str) -> tuple[Path, Path | None]:
+    """(the model folder, the temp folder that holds it, if it was downloaded)."""
+    _check_source(source)
     if not source.startswith(("runs:/", "models:/")):
-        return Path(source)
+        return Path(source), None
+    temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
+    try:
+        return _download(source, temp), temp
+    except BaseException:
+        shutil.rmtree(temp, ignore_errors=True)
+        raise
+
+
+def _check_source(source: str) -> None:
+    if "\x00" in source:
+        raise ModelLoadError(
+            f"{source!r} holds a NUL byte: not a model folder or an MLflow URI",
+            hint="a model folder written by `mltrail train`, runs:/<id>/mltrail-model or "
+            "models:/<name>@<alias>",
+        )
+
+
+def _download(source: str, target: Path) -> Path:
     import mlflow
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
@@ -108,17 +152,34 @@ def resolve(source: str) -> Path:
                 name, _, number = name.partition("/")
                 version = client.get_model_version(name, number)
             source = f"runs:/{version.run_id}/{MLFLOW_ARTIFACT}"
-        target = tempfile.mkdtemp(prefix="mltrail-model-")
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=target))
+        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(target)))
     except MlflowException as exc:
         raise ModelLoadError(f"cannot fetch {source} from MLflow: {exc.message}") from None
 
 
 def load(source: str, kind: str) -> LoadedModel:
+    """The model at ``source``, verified and in memory; a :class:`MltrailError` (never another
+    exception) when it cannot be served."""
     loader = _LOADERS.get(kind)
     if loader is None:
         raise ModelLoadError(f"no loader for {kind!r} models", hint=f"one of {', '.join(_LOADERS)}")
-    model_dir = resolve(source)
+    try:
+        with local_copy(source) as model_dir:
+            return _load(source, kind, model_dir, loader)
+    except MltrailError:
+        raise
+    except Exception as exc:
+        # A model folder comes from outside: whatever a reader trips over in it (a path that
+        # is a file, a truncated zip, a pickle where weights belong) is a model that cannot
+        # be served, not a crash of the server that asked.
+        raise ModelLoadError(
+            f"{source} cannot be loaded ({type(exc).__name__}: {exc})",
+            hint="point at a model folder written by `mltrail train` (models/<task>/<tracker>), "
+            "runs:/<id>/mltrail-model or models:/<name>@<alias>",
+        ) from None
+
+
+def _load(source: str, kind: str, model_dir: Path, loader: Loader) -> LoadedModel:
     manifest = verify(model_dir)
     task = manifest.task
     if kind_spec(kind).task != task:
@@ -195,7 +256,7 @@ def _load_image(
     return LoadedModel("image", source, manifest, classes, predict, runtime="torch")
 
 
-_LOADERS: dict[str, Callable[[str, Manifest, list[str], Path], LoadedModel]] = {
+_LOADERS: dict[str, Loader] = {
     "text": _load_text,
     "image": _load_image,
 }

@@ -3,9 +3,11 @@
     app = create_app(load_settings(text_model="models/text/baseline"))
 
 Routes (one router per resource, in ``mltrail.serve.routers``): ``GET /health`` (alive),
-``/ready`` (every configured model loaded), ``/version`` (manifests, image tag), ``/metrics``
-(Prometheus); ``POST /predict/text``, ``/predict/image``, ``/feedback`` and ``/admin/reload``
-(bearer token when an API key is set). Every prediction leaves a telemetry record (see
+``/ready`` (every configured model loaded), ``/metrics`` (Prometheus), ``/version``
+(manifests, image tag); ``POST /predict/text``, ``/predict/image``, ``/feedback`` and
+``/admin/reload``. ``/version``, predict and feedback need the bearer token ``api_key``,
+admin ``admin_api_key`` (else ``api_key``); an address other than loopback is refused without
+a key (docs/security.md). Every prediction leaves a telemetry record (see
 ``mltrail.telemetry``); one pure ASGI middleware enforces the body limit and counts requests.
 """
 
@@ -28,7 +30,7 @@ from mltrail.serve import schemas
 from mltrail.serve.middleware import LimitsAndMetrics
 from mltrail.serve.reload import watch_pointer
 from mltrail.serve.routers import admin, feedback, predict, status
-from mltrail.serve.settings import ServeSettings
+from mltrail.serve.settings import ServeSettings, check_exposure
 from mltrail.serve.state import ServerState
 from mltrail.telemetry import Telemetry, TelemetryStore, build_sinks
 
@@ -36,6 +38,9 @@ log = logging.getLogger("mltrail.serve")
 
 
 def create_app(settings: ServeSettings) -> FastAPI:
+    """The app for ``settings``; a :class:`MltrailError` for an address other than loopback
+    without an API key (unless ``allow_unauthenticated``)."""
+    exposed = check_exposure(settings)
     app = FastAPI(
         title="mltrail model server",
         version=__version__,
@@ -48,6 +53,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
         exception_handlers={MltrailError: mltrail_error},
     )
     state = ServerState(settings)
+    state.exposed = exposed
     app.state.mltrail = state
     for router in (status.router, predict.router, feedback.router, admin.router):
         app.include_router(router)
@@ -61,6 +67,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Load the models and start telemetry; on shutdown, flush what the requests queued."""
     state: ServerState = app.state.mltrail
     settings = state.settings
+    if state.exposed:
+        log.warning("%s", state.exposed)
     for kind, source in state.configured().items():
         model = await run_in_threadpool(load, source, kind)
         state.models.swap({kind: model})

@@ -8,6 +8,7 @@ import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from mltrail.serve.settings import ServeSettings
 from mltrail.serve.state import ServedModels, ServerState
@@ -37,16 +38,36 @@ ModelsDep = Annotated[ServedModels, Depends(get_models)]
 for in the route, after the request has been validated)."""
 
 
-async def require_key(request: Request, settings: SettingsDep) -> None:
-    """401 unless the request carries ``Authorization: Bearer <api_key>`` (no key set: open)."""
-    key = settings.api_key
-    if not key:
+BEARER = HTTPBearer(
+    auto_error=False,  # no key configured: open; a wrong one is our own 401, below
+    description="`Authorization: Bearer <key>`: `api_key` (`admin_api_key` for /admin/*)",
+)
+"""The bearer scheme, declared in the OpenAPI schema so that /docs' Authorize sends it."""
+
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(BEARER)]
+
+
+def _check(key: str | None, given: HTTPAuthorizationCredentials | None) -> None:
+    """401 unless ``given`` is ``key`` (no key: open)."""
+    if key is None:
         return
-    given = request.headers.get("authorization", "")
-    scheme, _, token = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), key.encode()):
+    token = "" if given is None else given.credentials
+    if not hmac.compare_digest(token.encode(), key.encode()):
         raise HTTPException(401, "missing or wrong API key", headers={"WWW-Authenticate": "Bearer"})
+
+
+async def require_key(settings: SettingsDep, given: BearerDep) -> None:
+    """401 unless the request carries ``Authorization: Bearer <api_key>``."""
+    _check(settings.api_key, given)
+
+
+async def require_admin_key(settings: SettingsDep, given: BearerDep) -> None:
+    """401 unless the request carries the admin key (``admin_api_key``, else ``api_key``)."""
+    _check(settings.admin_api_key or settings.api_key, given)
 
 
 API_KEY = Depends(require_key)
 """For a router's ``dependencies``: its routes need the API key."""
+
+ADMIN_KEY = Depends(require_admin_key)
+"""For the admin router: its routes need the admin key."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from pathlib import Path
 
@@ -12,32 +11,22 @@ from fastapi.concurrency import run_in_threadpool
 
 from mltrail.contracts.pointer import Pointer
 from mltrail.errors import MltrailError
-from mltrail.models.loading import load
+from mltrail.models.loading import LoadedModel, load
 from mltrail.serve.state import ServerState
 
 log = logging.getLogger("mltrail.serve")
 
 
 async def reload(state: ServerState, wanted: Pointer) -> dict[str, str]:
-    """Load each wanted model beside the serving one; swap only when all loaded."""
+    """Load each wanted model beside the serving one; swap only when all loaded. A model that
+    cannot be loaded is a 409 with the reason, and the old models keep serving."""
     sources = wanted.sources()
     if not sources:
         raise HTTPException(422, "name a text_model and/or an image_model to load")
     async with state.reload_lock:
         loaded = {}
         for kind, source in sources.items():
-            try:
-                loaded[kind] = await run_in_threadpool(load, str(source), kind)
-            except MltrailError as exc:
-                log.warning(
-                    "reload of %s from %s failed, still serving the old model: %s",
-                    kind,
-                    source,
-                    exc,
-                )
-                raise HTTPException(
-                    409, f"reload failed, still serving the old model: {exc}"
-                ) from None
+            loaded[kind] = await _load(kind, str(source))
         state.models.swap(loaded)
         for kind, model in loaded.items():
             log.info(
@@ -50,19 +39,56 @@ async def reload(state: ServerState, wanted: Pointer) -> dict[str, str]:
     return {k: m.version for k, m in loaded.items()}
 
 
+async def _load(kind: str, source: str) -> LoadedModel:
+    try:
+        return await run_in_threadpool(load, source, kind)
+    except MltrailError as exc:
+        log.warning(
+            "reload of %s from %r failed, still serving the old model: %s", kind, source, exc
+        )
+        reason = str(exc)
+    except Exception:  # load() turns a bad model into MltrailError; this would be our bug
+        log.exception("reload of %s from %r failed, still serving the old model", kind, source)
+        reason = "an unexpected error (in the server's log)"
+    raise HTTPException(409, f"reload failed, still serving the old model: {reason}")
+
+
 async def watch_pointer(state: ServerState, every_s: float = 1.0) -> None:
-    """Reload when the pointer file changes: ``{"text": <source>, "image": <source>}``."""
+    """Reload when the pointer file changes: ``{"text": <source>, "image": <source>}``.
+
+    Nothing stops it but cancellation: a pointer that cannot be read or names a model that
+    cannot be loaded is logged (once, until the problem changes) and the old models keep
+    serving; the next change is read as usual."""
     path = Path(str(state.settings.pointer_file))
     # The file as it was at start is what the server was configured with; a change, or its
     # first appearance, is a new pointer.
-    state.pointer_mtime = path.stat().st_mtime if path.exists() else None
+    state.pointer_mtime = _mtime(path)
+    reported: str | None = None  # the problem logged last, not logged again every second
     while True:
-        with contextlib.suppress(FileNotFoundError):
-            mtime = path.stat().st_mtime
-            if mtime != state.pointer_mtime:
-                state.pointer_mtime = mtime
-                try:
-                    await reload(state, Pointer.read(path))
-                except (MltrailError, HTTPException) as exc:
-                    log.warning("pointer file %s: %s", path, getattr(exc, "detail", exc))
+        try:
+            await _follow(state, path)
+            reported = None
+        except Exception as exc:
+            # A watcher that dies ends hot reload without a word: log and carry on.
+            problem = str(getattr(exc, "detail", None) or f"{type(exc).__name__}: {exc}")
+            if problem != reported:
+                unexpected = not isinstance(exc, (HTTPException, MltrailError))
+                log.warning("pointer file %s: %s", path, problem, exc_info=unexpected)
+                reported = problem
         await asyncio.sleep(every_s)
+
+
+async def _follow(state: ServerState, path: Path) -> None:
+    """Reload if the pointer file changed since it was last read."""
+    mtime = _mtime(path)
+    if mtime is None or mtime == state.pointer_mtime:
+        return
+    state.pointer_mtime = mtime
+    await reload(state, Pointer.read(path))
+
+
+def _mtime(path: Path) -> float | None:
+    try:
+        return path.stat().st_mtime
+    except FileNotFoundError:
+        return None

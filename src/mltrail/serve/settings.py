@@ -15,6 +15,7 @@ local path is then made absolute against the working directory (:func:`resolve_s
 
 from __future__ import annotations
 
+import ipaddress
 from contextvars import ContextVar
 from pathlib import Path
 from typing import Any
@@ -29,7 +30,7 @@ from pydantic_settings import (
     SettingsError,
 )
 
-from mltrail.errors import ParamsError
+from mltrail.errors import MltrailError, ParamsError
 from mltrail.paths import resolve_fields
 from mltrail.settings import NESTED_DELIMITER, PREFIX, Environment, ServeSettingsBase
 
@@ -127,3 +128,33 @@ def resolve_settings(settings: ServeSettings, base: Path | None = None) -> Serve
     model folders, the pointer file and the telemetry files (the fields declared to hold one;
     see mltrail.paths)."""
     return resolve_fields(settings, base)
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` is reachable from this machine only (``localhost``, 127.0.0.0/8, ::1).
+    Any other name, and ``""`` or ``0.0.0.0`` (every interface), is not."""
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: ServeSettings) -> str | None:
+    """Refuse to serve an address other than loopback without an API key, unless
+    ``allow_unauthenticated``; then, the warning to log at start (None: nothing open)."""
+    if settings.api_key is not None or is_loopback(settings.host):
+        return None
+    if not settings.allow_unauthenticated:
+        raise MltrailError(
+            f"refusing to serve on {settings.host} without an API key: /predict/*, /feedback "
+            "and /admin/reload would be open to anyone who can reach it",
+            hint="set MLTRAIL_API_KEY (and MLTRAIL_ADMIN_API_KEY for /admin/*), serve on "
+            "127.0.0.1, or, on a network where every client is trusted, pass "
+            "--allow-unauthenticated (MLTRAIL_ALLOW_UNAUTHENTICATED=1); see docs/security.md",
+        )
+    return (
+        f"serving on {settings.host} WITHOUT AN API KEY (allow_unauthenticated): /predict/*, "
+        "/feedback, /version and /admin/reload are open to anyone who can reach this address"
+    )

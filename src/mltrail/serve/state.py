@@ -62,6 +62,7 @@ class ServerState:
         self.store: TelemetryStore | None = None
         self.reload_lock = asyncio.Lock()
         self.pointer_mtime: float | None = None
+        self.exposed: str | None = None  # the warning of a server open to its network
         # Prometheus children bound once, not looked up by label on every prediction.
         self._class_counters: dict[tuple[str, str], list[Any]] = {}
         self.confidence = {k: self.metrics.confidence.labels(k) for k in KINDS}

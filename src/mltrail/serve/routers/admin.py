@@ -1,4 +1,5 @@
-"""``POST /admin/reload``: serve other models, loaded beside the serving ones and swapped in."""
+"""``POST /admin/reload``: serve other models, loaded beside the serving ones and swapped in.
+Behind the admin key (``admin_api_key``, else ``api_key``)."""
 
 from __future__ import annotations
 
@@ -6,10 +7,10 @@ from fastapi import APIRouter
 
 from mltrail.contracts.pointer import Pointer
 from mltrail.serve import schemas
-from mltrail.serve.deps import API_KEY, StateDep
+from mltrail.serve.deps import ADMIN_KEY, StateDep
 from mltrail.serve.reload import reload
 
-router = APIRouter(tags=["admin"], dependencies=[API_KEY])
+router = APIRouter(tags=["admin"], dependencies=[ADMIN_KEY])
 
 
 @router.post(

@@ -34,6 +34,7 @@ log = logging.getLogger("mltrail.serve")
 TEXT_ENDPOINT = kind_spec("text").endpoint
 IMAGE_ENDPOINT = kind_spec("image").endpoint
 IMAGE_TYPES = ("image/png", "image/jpeg")
+IMAGE_FORMATS = ("PNG", "JPEG")
 IMAGE_BODY = {
     "required": True,
     "content": {
@@ -212,8 +213,7 @@ async def _read_images(request: Request, settings: ServeSettings) -> tuple[Any, 
         if arrays.ndim != 4 or arrays.shape[1:] != (32, 32, 3):
             got = arrays.shape[1:] if arrays.ndim > 1 else "ragged or empty arrays"
             raise HTTPException(422, f"images must be 32 x 32 x 3 (height, width, RGB); got {got}")
-        if arrays.max(initial=0.0) > 1.0:
-            arrays = arrays / 255.0
+        arrays = _to_unit_range(arrays)
         if settings.log_inputs:
             log.info("predict/image inputs: %s", arrays.tolist())
         return np.ascontiguousarray(arrays.transpose(0, 3, 1, 2)), body.probabilities
@@ -238,18 +238,35 @@ async def _read_images(request: Request, settings: ServeSettings) -> tuple[Any, 
     )
 
 
+def _to_unit_range(arrays: NDArray[np.float32]) -> NDArray[np.float32]:
+    """Each image in [0, 1]: one whose values go above 1 is in [0, 255]. Decided per image, so
+    an image is read the same alone and in a batch with images of the other range."""
+    in_255 = arrays.reshape(len(arrays), -1).max(axis=1, initial=0.0) > 1.0
+    scale = np.where(in_255, np.float32(1 / 255), np.float32(1))
+    return arrays * scale[:, None, None, None]
+
+
 def _decode(blob: bytes) -> NDArray[np.float32]:
-    from PIL import Image, UnidentifiedImageError
+    """One 32 x 32 PNG or JPEG as 3 x 32 x 32 in [0, 1]; 422 for anything else.
+
+    Only the PNG and JPEG readers look at the bytes, and the size in the header is checked
+    before a pixel is decoded: a small file that claims 50000 x 50000 pixels is refused
+    without being expanded. Pillow bounds what it inflates of text and ICC chunks (a
+    ``ValueError``), and any other failure to read an upload is the upload's, not a 500.
+    """
+    from PIL import Image
 
     try:
-        with Image.open(io.BytesIO(blob)) as image:
-            if image.format not in ("PNG", "JPEG"):
+        with Image.open(io.BytesIO(blob), formats=IMAGE_FORMATS) as image:
+            if image.format not in IMAGE_FORMATS:
                 raise HTTPException(422, f"images must be PNG or JPEG, not {image.format}")
             if image.size != (32, 32):
                 raise HTTPException(422, f"images must be 32 x 32 pixels; got {image.size}")
             array = np.asarray(image.convert("RGB"), dtype=np.float32) / 255.0
-    except (UnidentifiedImageError, OSError) as exc:
+    except HTTPException:
+        raise
+    except Exception as exc:  # Pillow's errors on hostile bytes are of many types
         raise HTTPException(
-            422, f"the upload is not a readable PNG or JPEG image ({exc})"
+            422, f"the upload is not a readable PNG or JPEG image ({type(exc).__name__}: {exc})"
         ) from None
     return np.ascontiguousarray(array.transpose(2, 0, 1))

@@ -1,4 +1,6 @@
-"""``GET /health``, ``/ready``, ``/version``, ``/metrics``: open, for probes and scrapers."""
+"""``GET /health``, ``/ready``, ``/metrics``: open, for probes and scrapers (liveness,
+readiness and the served versions; counts). ``GET /version``: the models' sources and full
+manifests, behind the API key."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ from fastapi.responses import JSONResponse, Response
 
 from mltrail import __version__
 from mltrail.serve import schemas
-from mltrail.serve.deps import ModelsDep, SettingsDep, StateDep
+from mltrail.serve.deps import API_KEY, ModelsDep, SettingsDep, StateDep
 
 router = APIRouter(tags=["status"])
 
@@ -28,7 +30,7 @@ async def ready(state: StateDep, models: ModelsDep) -> JSONResponse:
     return JSONResponse({"ready": True, "models": models.versions()})
 
 
-@router.get("/version")
+@router.get("/version", dependencies=[API_KEY])
 async def version(settings: SettingsDep, models: ModelsDep) -> dict[str, Any]:
     return {
         "mltrail": __version__,
