@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mltrail.contracts.manifest import Manifest
 from mltrail.models.loading import load
 from tests.serve.conftest import Server, start_server
 
@@ -45,7 +46,7 @@ def test_health_ready_version_are_open(server: Server, model_dirs: dict[str, Pat
     assert version["image_tag"] == "mltrail:test"
     manifest = json.loads((model_dirs["text"] / "manifest.json").read_text())
     assert version["models"]["text"]["manifest"] == manifest
-    assert version["models"]["text"]["version"].endswith(manifest["model"]["sha256"][:12])
+    assert version["models"]["text"]["version"] == Manifest.from_json(manifest).model_version
 
 
 def test_text_predictions_match_the_offline_model(
