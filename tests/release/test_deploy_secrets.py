@@ -14,7 +14,6 @@ from typing import Any
 import httpx
 import pytest
 
-from mltrail.release import deploy as deploy_module
 from mltrail.release.deploy import DeployError, Release, Target, deploy
 from tests.conftest import free_port
 from tests.release.conftest import SshHost
@@ -35,7 +34,7 @@ def argv_seen(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
         seen.append(" ".join(argv))
         return real_run(argv, *args, **kwargs)
 
-    monkeypatch.setattr(deploy_module.subprocess, "run", recording_run)
+    monkeypatch.setattr("mltrail.release.deploy.subprocess.run", recording_run)
     yield seen
 
 
