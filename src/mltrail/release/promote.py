@@ -78,9 +78,12 @@ def _register(model_dir: Path, manifest: Manifest, params: Params) -> dict[str, 
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from mltrail.tracking.registry import connect_uri
+
+    # The manifest holds the URI redacted; the credentials come from the environment.
     uri = _absolute(target)
-    client = MlflowClient(uri)
-    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(connect_uri(uri))
+    mlflow.set_tracking_uri(connect_uri(uri))
     name, alias = params.retrain.registered_model, params.retrain.alias
     run_id = state["run_id"]
     # The MLflow flavor ("model", what MLflow's UI and `mlflow models serve` use); mltrail's

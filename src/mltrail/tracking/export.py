@@ -35,7 +35,7 @@ from mltrail.tracking.journal import (
     write_state,
     writer_alive,
 )
-from mltrail.tracking.registry import BackendSpec
+from mltrail.tracking.registry import BackendSpec, hide
 
 log = logging.getLogger("mltrail.export")
 POLL_S = 0.1
@@ -73,9 +73,11 @@ class _Replay:
         try:
             self._apply(record)
         except Exception as exc:  # a backend's failure must not stop the others
-            self.error = f"{type(exc).__name__}: {exc}"
+            # An error may quote the URI it connected to: its credentials never reach the
+            # state file or the log.
+            self.error = hide(f"{type(exc).__name__}: {exc}", self.spec.target)
             log.warning("%s: %s", self.spec.name, self.error)
-            log.debug("%s", traceback.format_exc())
+            log.debug("%s", hide(traceback.format_exc(), self.spec.target))
             if self.tracker is not None:
                 self.tracker.abort()
 
