@@ -3,6 +3,7 @@ a newer or malformed manifest is refused with a clear error, and the record is f
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from pathlib import Path
@@ -34,6 +35,16 @@ def _folder(tmp_path: Path, fixture: str) -> Path:
     return folder
 
 
+def _files_digest(document: dict[str, Any]) -> str:
+    """The documented digest (docs/serving.md), computed here from the JSON: the sorted lines
+    ``<file> <sha256>`` of the model, ONNX and reference entries."""
+    model = document["model"]
+    info = model.get("info", {})
+    entries = [model] + [info[k] for k in ("onnx", "reference") if info.get(k)]
+    lines = sorted(f"{e['file']} {e['sha256']}\n" for e in entries)
+    return hashlib.sha256("".join(lines).encode()).hexdigest()
+
+
 def _keys(document: Any) -> Any:
     """The shape of a JSON document: its keys, nested, without the values."""
     if isinstance(document, dict):
@@ -49,7 +60,7 @@ def test_a_manifest_of_the_untyped_version_loads_and_keeps_its_document(
     manifest = Manifest.read(_folder(tmp_path, fixture))
     assert manifest.schema_version == 1
     assert manifest.stage == on_disk["stage"] and manifest.task == on_disk["task"]
-    assert manifest.model_version == f"{on_disk['stage']}@{on_disk['model']['sha256'][:12]}"
+    assert manifest.model_version == f"{on_disk['stage']}@{_files_digest(on_disk)[:12]}"
     # The same document (plus the version): nothing dropped, nothing added as null.
     assert manifest.to_json() == on_disk | {"schema_version": 1}
 
@@ -120,6 +131,19 @@ def test_the_json_on_disk_keeps_the_keys_of_the_untyped_version(trained: Path) -
     libraries = (written.pop("libraries"), old.pop("libraries"))  # installed packages differ
     assert _keys(written) == _keys(old) | {"schema_version": None}
     assert set(libraries[0]) >= {"python", "mltrail"}
+
+
+def test_the_version_covers_every_served_file(trained: Path) -> None:
+    """A new ONNX copy or reference (its manifest hash updated) is another version: the
+    server, telemetry and lineage must not call it by the old model's name."""
+    document = json.loads((trained / MANIFEST_FILE).read_text())
+    version = Manifest.from_json(document).model_version
+    assert version == f"train_cifar10_mlflow@{_files_digest(document)[:12]}"
+    for role in ("onnx", "reference"):
+        changed = json.loads(json.dumps(document))
+        changed["model"]["info"][role]["sha256"] = "0" * 64
+        other = Manifest.from_json(changed).model_version
+        assert other.startswith("train_cifar10_mlflow@") and other != version
 
 
 def test_hashed_files_tell_a_changed_or_missing_file(trained: Path) -> None:

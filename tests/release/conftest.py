@@ -3,6 +3,7 @@ known_hosts file, for the DVC remote over SSH and the deploy."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from mltrail.release.deploy import Target
 from tests.conftest import free_port
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
@@ -26,6 +28,7 @@ class SshHost:
     key: Path  # the client's private key
     host_key_line: str  # "[127.0.0.1]:<port> ssh-ed25519 AAAA..."
     home: Path  # a HOME whose .ssh/known_hosts pins the host key
+    bin: Path  # first on the PATH of every SSH session: a test puts stand-in commands here
 
     def known_hosts(self, line: str | None = None) -> None:
         ssh_dir = self.home / ".ssh"
@@ -50,12 +53,15 @@ def ssh_host(tmp_path: Path) -> Iterator[SshHost]:
     client_pub = _keygen(root / "client_ed25519")
     (root / "authorized_keys").write_text(client_pub + "\n")
     port = free_port()
+    bin_dir = root / "bin"
+    bin_dir.mkdir()
     (root / "sshd_config").write_text(
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {root / 'host_ed25519'}\n"
         f"AuthorizedKeysFile {root / 'authorized_keys'}\nPidFile {root / 'sshd.pid'}\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
         "PermitRootLogin prohibit-password\nStrictModes no\n"
         "Subsystem sftp internal-sftp\n"
+        f"SetEnv PATH={bin_dir}:/usr/local/bin:/usr/bin:/bin\n"
     )
     Path("/run/sshd").mkdir(exist_ok=True)  # its privilege separation folder
     proc = subprocess.Popen(
@@ -72,8 +78,36 @@ def ssh_host(tmp_path: Path) -> Iterator[SshHost]:
         time.sleep(0.1)
     key_type, key_data = host_pub.split()[:2]
     pinned = f"[127.0.0.1]:{port} {key_type} {key_data}"
-    host = SshHost(port, "root", root / "client_ed25519", pinned, tmp_path / "home")
+    host = SshHost(port, "root", root / "client_ed25519", pinned, tmp_path / "home", bin_dir)
     host.known_hosts()
     yield host
     proc.terminate()
     proc.wait(timeout=10)
+
+
+@pytest.fixture
+def target(ssh_host: SshHost, tmp_path: Path) -> Iterator[Target]:
+    root = tmp_path / "srv"
+    yield Target(host="127.0.0.1", user=ssh_host.user, key=ssh_host.key,
+                 known_hosts=ssh_host.home / ".ssh" / "known_hosts", port=ssh_host.port,
+                 root=str(root))  # fmt: skip
+    # Stop whatever a test left serving.
+    for state in root.glob("current.json"):
+        pid = json.loads(state.read_text())["handle"]
+        subprocess.run(["kill", str(pid)], check=False)
+
+
+@pytest.fixture(scope="module")
+def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from mltrail.config import load_params
+    from mltrail.stages import prepare_text, train_text
+    from tests.builders import text_rows, write_csv
+    from tests.conftest import PARAMS
+
+    root = tmp_path_factory.mktemp("deploy-model")
+    csv = write_csv(root / "r.csv", text_rows(30))
+    params = load_params(PARAMS, [f"text.source.path={csv}",
+                                  f"tracking.journal_dir={root / 'j'}"])  # fmt: skip
+    prepare_text.run(params, root / "data", root, progress=False)
+    train_text.run(params, "none", root / "data", root / "model")
+    return root / "model"

@@ -7,7 +7,6 @@ import json
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
@@ -20,34 +19,6 @@ from tests.release.conftest import SshHost
 
 def _ports() -> tuple[int, int]:
     return free_port(), free_port()
-
-
-@pytest.fixture
-def target(ssh_host: SshHost, tmp_path: Path) -> Iterator[Target]:
-    root = tmp_path / "srv"
-    yield Target(host="127.0.0.1", user=ssh_host.user, key=ssh_host.key,
-                 known_hosts=ssh_host.home / ".ssh" / "known_hosts", port=ssh_host.port,
-                 root=str(root))  # fmt: skip
-    # Stop whatever a test left serving.
-    for state in root.glob("current.json"):
-        pid = json.loads(state.read_text())["handle"]
-        subprocess.run(["kill", str(pid)], check=False)
-
-
-@pytest.fixture(scope="module")
-def text_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from mltrail.config import load_params
-    from mltrail.stages import prepare_text, train_text
-    from tests.builders import text_rows, write_csv
-    from tests.conftest import PARAMS
-
-    root = tmp_path_factory.mktemp("deploy-model")
-    csv = write_csv(root / "r.csv", text_rows(30))
-    params = load_params(PARAMS, [f"text.source.path={csv}",
-                                  f"tracking.journal_dir={root / 'j'}"])  # fmt: skip
-    prepare_text.run(params, root / "data", root, progress=False)
-    train_text.run(params, "none", root / "data", root / "model")
-    return root / "model"
 
 
 def _version(port: int) -> dict[str, object]:

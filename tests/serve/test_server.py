@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from mltrail.contracts.manifest import Manifest
 from mltrail.models.loading import load
 from tests.serve.conftest import Server, start_server
 
@@ -50,7 +51,7 @@ def test_health_and_ready_are_open_and_version_needs_the_key(
     assert version["image_tag"] == "mltrail:test"
     manifest = json.loads((model_dirs["text"] / "manifest.json").read_text())
     assert version["models"]["text"]["manifest"] == manifest
-    assert version["models"]["text"]["version"].endswith(manifest["model"]["sha256"][:12])
+    assert version["models"]["text"]["version"] == Manifest.from_json(manifest).model_version
 
 
 def test_text_predictions_match_the_offline_model(

@@ -142,6 +142,23 @@ def test_lineage_exits_non_zero_when_a_hashed_file_differs_or_is_missing(
     assert "MISSING" in out and out.count("(matches the file)") == 2
 
 
+def test_an_onnx_copy_replaced_with_its_hash_updated_is_another_version(
+    model_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """model.onnx swapped and its manifest hash rewritten: the files all match, but the
+    version (what /version, every answer and telemetry say) is no longer the original's."""
+    assert main(["lineage", str(model_dir), "--json"]) == 0
+    original = json.loads(capsys.readouterr().out)["version"]
+    (model_dir / "model.onnx").write_bytes(b"another network")
+    document = json.loads((model_dir / MANIFEST_FILE).read_text())
+    document["model"]["info"]["onnx"]["sha256"] = sha256_file(model_dir / "model.onnx")
+    (model_dir / MANIFEST_FILE).write_text(json.dumps(document))
+    assert main(["lineage", str(model_dir)]) == 0
+    text = capsys.readouterr().out
+    version = Manifest.read(model_dir).model_version
+    assert version != original and f"version   {version}" in text
+
+
 def test_lineage_json_is_the_manifest_and_the_check(
     model_dir: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -269,3 +269,69 @@ def test_the_next_run_exports_what_an_earlier_one_left_pending(workdir: Path) ->
         assert time.monotonic() < deadline, "the next run's exporter did not sync the old run"
         time.sleep(0.2)
     assert _mlflow_run(workdir, "f" * 32).info.status == "FINISHED"
+
+
+def _pending_run(settings: TrackingParams, name: str) -> Path:
+    """A finished run whose MLflow export is pending (its server is down)."""
+    with open_run("http://127.0.0.1:9/", settings, name) as run:
+        run.log_metrics({"accuracy": 0.5})
+    assert run.run_dir is not None
+    assert read_state(run.run_dir, "mlflow")["status"] == "pending"  # type: ignore[index]
+    return run.run_dir
+
+
+def _exporters_gone(journal_dir: Path, timeout_s: float = 60) -> None:
+    """Wait until no exporter of these runs runs (each one syncs the others as it ends)."""
+    deadline = time.monotonic() + timeout_s
+    while any(str(journal_dir).encode() in p.read_bytes() for p in _cmdlines()):
+        assert time.monotonic() < deadline, "an exporter did not exit"
+        time.sleep(0.05)
+
+
+def _cmdlines() -> list[Path]:
+    return [p for p in Path("/proc").glob("[0-9]*/cmdline") if _readable(p)]
+
+
+def _readable(path: Path) -> bool:
+    try:
+        path.read_bytes()
+    except OSError:
+        return False
+    return True
+
+
+def _server_back(run_dir: Path, uri: str) -> None:
+    """Point the run's journal at a store that works (as after a server restart)."""
+    lines = (run_dir / "journal.jsonl").read_text().splitlines()
+    start = json.loads(lines[0])
+    start["backends"][0]["target"] = uri
+    lines[0] = json.dumps(start)
+    (run_dir / "journal.jsonl").write_text("\n".join(lines) + "\n")
+
+
+def test_sync_skips_a_corrupt_run_names_its_line_and_exports_the_rest(workdir: Path) -> None:
+    settings = _settings(workdir, wait=True)
+    runs = sorted(_pending_run(settings, f"r{i}") for i in range(3))
+    _exporters_gone(workdir / "journal")
+    for run_dir in runs:
+        _server_back(run_dir, settings.mlflow_uri)
+    bad = runs[0]  # first in sync's order: it must not hold back the ones after it
+    lines = (bad / "journal.jsonl").read_text().splitlines()
+    lines[1] = lines[1][: len(lines[1]) // 2] + "\x00garbled"
+    (bad / "journal.jsonl").write_text("\n".join(lines) + "\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "mltrail.cli", "tracking", "sync", "--params",
+         str(Path(__file__).resolve().parents[2] / "params.yaml"),
+         "--set", f"tracking.journal_dir={workdir / 'journal'}"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 3, done.stdout + done.stderr
+    assert f"{bad.name}: skipped: {bad / 'journal.jsonl'} line 2 is not a journal record" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr
+    assert "2 run(s) to export, 0 still pending, 1 skipped (corrupt journal)" in done.stdout
+    for healthy in runs[1:]:
+        assert read_state(healthy, "mlflow")["status"] == "done"  # type: ignore[index]
+        assert _mlflow_run(workdir, healthy.name).data.metrics["accuracy"] == 0.5
+    assert read_state(bad, "mlflow")["status"] == "pending"  # type: ignore[index]

@@ -40,12 +40,13 @@ def cmd_deploy(args: DeployArgs) -> int:
     from mltrail.release.deploy import Release, Target, deploy
     from mltrail.telemetry import STORE_ENV
 
-    # In the order of their fields, as the options are named.
-    target = Target(args.host, args.user, args.key, args.known_hosts, args.ssh_port, args.root)
     env = {k: os.environ[k] for k in ("MLTRAIL_API_KEY", STORE_ENV) if k in os.environ}
+    # The release first: it checks the tag (a folder on the host) before anything runs.
     release = Release(
         args.tag, args.runtime, args.text_model, args.image_model, args.image, args.python, env
     )
+    # In the order of their fields, as the options are named.
+    target = Target(args.host, args.user, args.key, args.known_hosts, args.ssh_port, args.root)
     ports = tuple(int(p) for p in args.ports.split(","))
     if len(ports) != 2:
         raise MltrailError("--ports takes two ports, e.g. 8001,8002")
@@ -57,7 +58,8 @@ def cmd_deploy(args: DeployArgs) -> int:
 HELP = "deploy a release over SSH: start beside the old, health gate, switch or roll back"
 DESCRIPTION = """Blue/green on two ports of the host; SSH checks the host key against
 --known-hosts. MLTRAIL_API_KEY and MLTRAIL_TELEMETRY_DSN are passed on from this
-environment. Exits non-zero after a rollback."""
+environment, over stdin into a 0600 file on the host (never on a command line). The tag is
+letters, digits, '.', '_' and '-'. Exits non-zero after a rollback."""
 
 
 def register(parser: argparse.ArgumentParser) -> None:
@@ -67,7 +69,9 @@ def register(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--known-hosts", type=Path, required=True, help="the pinned host key")
     parser.add_argument("--ssh-port", type=int, default=22)
     parser.add_argument("--root", default="/srv/mltrail", help="release folder on the host")
-    parser.add_argument("--tag", required=True, help="release tag (the image tag)")
+    parser.add_argument(
+        "--tag", required=True, help="release tag (the image tag): letters, digits, . _ -"
+    )
     parser.add_argument("--runtime", choices=get_args(Runtime), default="docker")
     parser.add_argument("--image", default="mltrail", help="docker: the image, without its tag")
     parser.add_argument("--text-model", type=Path, help="process: model folder to ship")

@@ -28,16 +28,33 @@ class ServerArgs(Args):
     print: bool
 
 
+SYNC_PENDING = 1
+"""``mltrail tracking sync`` exit status when a run is still pending (a backend is down)."""
+SYNC_SKIPPED = 3
+"""... when a run was skipped because its journal is corrupt (the others were exported)."""
+
+
 def cmd_tracking_sync(args: SyncArgs) -> int:
-    from mltrail.tracking.export import sync
+    import sys
+
+    from mltrail.tracking.export import CORRUPT, sync
 
     journal_dir = Path(args.load_params().tracking.journal_dir)
     results = sync(journal_dir) if journal_dir.is_dir() else {}
+    skipped = {r: s[CORRUPT] for r, s in results.items() if CORRUPT in s}
     for run_id, states in results.items():
-        print(f"{run_id}: " + ", ".join(f"{b} {s}" for b, s in states.items()))
+        if run_id not in skipped:
+            print(f"{run_id}: " + ", ".join(f"{b} {s}" for b, s in states.items()))
+    for run_id, why in skipped.items():
+        print(f"{run_id}: skipped: {why}", file=sys.stderr)
     pending = [r for r, s in results.items() if "pending" in s.values()]
-    print(f"{len(results)} run(s) to export, {len(pending)} still pending")
-    return 1 if pending else 0
+    print(
+        f"{len(results) - len(skipped)} run(s) to export, {len(pending)} still pending, "
+        f"{len(skipped)} skipped (corrupt journal)"
+    )
+    if skipped:
+        return SYNC_SKIPPED
+    return SYNC_PENDING if pending else 0
 
 
 def cmd_tracking_server(args: ServerArgs) -> int:
@@ -70,6 +87,10 @@ def register(parser: argparse.ArgumentParser) -> None:
         "sync",
         parents=[params_parser()],
         help="export runs whose export did not finish (backend down)",
+        description=f"""Export every run a backend does not have yet. A run whose journal has a
+        line that is not a record is skipped and named (file and line), the others exported.
+        Exit status: 0 all exported, {SYNC_PENDING} some still pending (a backend is down),
+        {SYNC_SKIPPED} some skipped (corrupt journal).""",
     )
     set_command(sync, SyncArgs, cmd_tracking_sync)
     server = what.add_parser(

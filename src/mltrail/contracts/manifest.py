@@ -28,6 +28,7 @@ Decisions, and why:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 from typing import Any, ClassVar, Literal
@@ -208,9 +209,18 @@ class Manifest(_Record):
 
     @property
     def model_version(self) -> str:
-        """``<stage>@<first 12 hex of the model file's sha256>``: what the server, telemetry,
-        the monitor, the registry tags and the releases call a model."""
-        return f"{self.stage}@{self.model.sha256[:12]}"
+        """``<stage>@<first 12 hex of files_digest()>``: what the server, telemetry, the
+        monitor, the registry tags and the releases call a model. It covers every file the
+        manifest hashes, not the model file alone: a changed ONNX copy (what the server runs)
+        or reference is another model, and must not answer under the old one's name."""
+        return f"{self.stage}@{self.files_digest()[:12]}"
+
+    def files_digest(self) -> str:
+        """The sha256 of the lines ``<file name> <sha256>\\n`` of every hashed file (model,
+        ONNX copy, reference), sorted by name."""
+        entries = sorted((f.file, f.sha256) for f in self.model.hashed_files().values())
+        text = "".join(f"{name} {digest}\n" for name, digest in entries)
+        return hashlib.sha256(text.encode()).hexdigest()
 
     @classmethod
     def from_json(cls, data: Any, where: str = "the manifest") -> Manifest:

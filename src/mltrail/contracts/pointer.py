@@ -6,11 +6,21 @@ A source per kind (a model folder or an MLflow URI). ``mltrail promote`` writes 
 the release copy and the MLflow alias, and atomically, so a server that watches it (it reloads
 when the file changes) never reads half a file; the monitor and ``mltrail retrain`` read the
 serving model from it.
+
+Changing one kind's source is a read-modify-write of the whole file: :func:`update` does it
+under an exclusive ``fcntl.flock`` on ``<pointer>.lock`` beside it, so that two promotions at
+once (say of the text and the image model) cannot both read the old pointer and the second
+write drop the first one's source. The lock file is separate from the pointer because the
+pointer is replaced by a rename (a lock held on the old inode would not exclude a writer that
+opened the new one); readers take no lock (they see the old file or the new one, whole).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+from collections.abc import Callable
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
@@ -74,3 +84,17 @@ class Pointer(BaseModel):
     def write(self, path: Path) -> None:
         """Replace ``path`` atomically: a reader sees the old pointer or the new one, whole."""
         write_json(path, self.model_dump(mode="json", exclude_none=True))
+
+
+def update(path: Path, change: Callable[[Pointer], Pointer]) -> Pointer:
+    """Replace the pointer in ``path`` with ``change(current)``, under the pointer's lock;
+    return the pointer as it was."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)  # released by close, also when this process dies
+        current = Pointer.read(path)
+        change(current).write(path)
+        return current
+    finally:
+        os.close(fd)

@@ -24,6 +24,7 @@ from typing import Literal
 
 from mltrail.config import Task
 from mltrail.contracts.layout import IMAGE_LAYOUT, TEXT_LAYOUT, PreparedLayout
+from mltrail.contracts.secrets import redact_spec
 from mltrail.errors import MltrailError
 
 Kind = Literal["text", "image"]
@@ -97,8 +98,10 @@ _NOT_NAME = re.compile(r"[^A-Za-z0-9]+")
 def tracker_name(tracker: str) -> str:
     """What a tracker spec is called in stage and model-folder names: ``none`` -> ``baseline``
     (dvc.yaml's ``train_text_baseline``, ``models/text/baseline``), ``mlflow,wandb`` ->
-    ``mlflow_wandb``, a URI -> its letters and digits (``http://h:5000`` -> ``http-h-5000``)."""
-    parts = [part.strip() for part in tracker.split(",") if part.strip()] or ["none"]
+    ``mlflow_wandb``, a URI -> its letters and digits (``http://h:5000`` -> ``http-h-5000``),
+    its credentials left out (``postgresql://u:PW@h/db`` -> ``postgresql-u-h-db``)."""
+    shown = redact_spec(tracker)
+    parts = [part.strip() for part in shown.split(",") if part.strip()] or ["none"]
     return "_".join(
         BASELINE if part == "none" else _NOT_NAME.sub("-", part).strip("-") for part in parts
     )

@@ -76,24 +76,29 @@ class LoadedModel:
 
 
 def verify(model_dir: Path) -> Manifest:
-    """The folder's manifest, once its model file is there and matches its sha256."""
+    """The folder's manifest, once every file it hashes (the model file, its ONNX copy, its
+    monitoring reference) is there and matches its sha256: the server runs the ONNX copy and
+    the monitor reads the reference, so a changed one is as much a tampered model."""
     try:
         manifest = Manifest.read(model_dir)
     except ManifestError as exc:
         raise ModelLoadError(exc.message, hint=exc.hint) from None
-    model_file = model_dir / manifest.model.file
-    status, actual = manifest.model.check(model_dir)
-    if status == "missing":
-        raise ModelLoadError(
-            f"{model_file} is missing", hint="restore it (`dvc pull`) or retrain (`dvc repro`)"
-        )
-    if status == "differs":
-        raise ModelLoadError(
-            f"{model_file} has sha256 {str(actual)[:16]}..., its manifest says "
-            f"{manifest.model.sha256[:16]}...: the file was changed after training; refusing "
-            "to load it",
-            hint="restore the model (`dvc checkout`) or retrain it",
-        )
+    for role, entry in manifest.model.hashed_files().items():
+        path = model_dir / entry.file
+        status, actual = entry.check(model_dir)
+        if status == "missing":
+            raise ModelLoadError(
+                f"{path} is missing or differs from its manifest's sha256: the {role} file "
+                "is not there; refusing to load the model",
+                hint="restore it (`dvc pull`) or retrain (`dvc repro`)",
+            )
+        if status == "differs":
+            raise ModelLoadError(
+                f"{path} is missing or differs from its manifest's sha256: the {role} file has "
+                f"{str(actual)[:16]}..., the manifest says {entry.sha256[:16]}...: the file was "
+                "changed after training; refusing to load it",
+                hint="restore the model (`dvc checkout`) or retrain it",
+            )
     return manifest
 
 

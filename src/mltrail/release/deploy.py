@@ -13,11 +13,26 @@ Runtimes: ``docker`` (``docker pull`` / ``run`` of the image tag, as the paper d
 copied into the release folder): there is no Docker engine on these machines, so the tests use
 the process runtime against a real sshd. SSH always checks the host key against a pinned
 known_hosts file (``StrictHostKeyChecking=yes``); an unknown or changed key stops the deploy.
+
+Hardening, and why:
+
+- **The tag is a strict pattern** (:data:`TAG_PATTERN`, a Docker tag's): it names a folder
+  that is removed and re-created on the host, so ``../x`` or ``""`` would reach outside the
+  release or remove every release. It is checked when the :class:`Release` is made, before
+  anything runs; the removal also resolves the folder on the host and refuses anything but a
+  direct child of ``<root>/releases``.
+- **Secrets never on a command line**: the release's environment (the API key, the telemetry
+  DSN) travels over the SSH session's stdin into a file created with mode 0600 in the release
+  folder (``server.env``; the docker runtime reads it with ``--env-file``). A command line is
+  visible to every user of both machines in ``ps``; stdin and a 0600 file are not.
+- **Errors are redacted**: every message this module raises has each secret value replaced by
+  ``***`` (a failed command's output can echo what it was given).
 """
 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import subprocess
 import time
@@ -27,6 +42,13 @@ from typing import Literal
 
 from mltrail.errors import MltrailError
 from mltrail.telemetry import DEFAULT_STORE
+
+TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
+"""A release tag: a Docker image tag that is also one safe path component (no ``/``, never
+``.`` or ``..``, never empty)."""
+ENV_FILE = "server.env"
+"""The release's environment on the host, mode 0600 (see the module's docstring)."""
+REDACTED = "***"
 
 
 class DeployError(MltrailError):
@@ -59,7 +81,9 @@ class Target:
             "ConnectTimeout=10",
         ]
 
-    def run(self, command: str, timeout_s: float = 120) -> str:
+    def run(self, command: str, timeout_s: float = 120, stdin: str | None = None) -> str:
+        """``command`` through a shell on the host; ``stdin`` is what it reads (where secrets
+        go: never into ``command``, which every user sees in ``ps``)."""
         argv = [
             "ssh",
             *self.ssh_options(),
@@ -68,7 +92,9 @@ class Target:
             f"{self.user}@{self.host}",
             command,
         ]
-        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout_s)
+        done = subprocess.run(
+            argv, input=stdin or "", capture_output=True, text=True, timeout=timeout_s
+        )
         if done.returncode != 0:
             message = (done.stderr or done.stdout).strip()[-1500:]
             if "host key" in message.lower() or "known_hosts" in message.lower():
@@ -106,6 +132,38 @@ class Release:
     python: str = "python3"  # process runtime: the interpreter with mltrail on the host
     env: dict[str, str] = field(default_factory=dict)  # e.g. MLTRAIL_API_KEY from a secret
 
+    def __post_init__(self) -> None:
+        check_tag(self.tag)
+        for key, value in self.env.items():
+            if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", key) or "\n" in value or "\0" in value:
+                raise DeployError(
+                    f"the release environment's {key!r} cannot be passed on: a name is letters, "
+                    "digits and _, a value one line"
+                )
+
+    def secrets(self) -> list[str]:
+        """The values to keep out of every message (the whole environment but the tag)."""
+        return [value for value in self.env.values() if value]
+
+
+def check_tag(tag: str) -> str:
+    """``tag`` when it matches :data:`TAG_PATTERN`; :class:`DeployError` otherwise."""
+    if not TAG_PATTERN.fullmatch(tag):
+        raise DeployError(
+            f"release tag {tag!r} is not a tag: it must match {TAG_PATTERN.pattern}",
+            hint="use letters, digits, '.', '_' and '-', starting with a letter or digit "
+            "(e.g. 2026-01-02.1 or the git commit)",
+        )
+    return tag
+
+
+def redact(text: str, secrets: list[str]) -> str:
+    """``text`` with every secret value replaced by ``***`` (longest first, so that a secret
+    containing another is not half shown)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        text = text.replace(secret, REDACTED)
+    return text
+
 
 def _gate_script(port: int, timeout_s: float) -> str:
     code = (
@@ -129,17 +187,30 @@ def deploy(
     ports: tuple[int, int] = (8001, 8002),
     timeout_s: float = 60,
 ) -> dict[str, object]:
-    """Deploy ``release``; return the new current.json. Raises DeployError after a rollback."""
+    """Deploy ``release``; return the new current.json. Raises DeployError after a rollback,
+    its message and hint free of the release's secrets."""
+    try:
+        return _deploy(target, release, ports, timeout_s)
+    except DeployError as exc:
+        secrets = release.secrets()
+        hint = redact(exc.hint, secrets) if exc.hint else None
+        raise DeployError(redact(exc.message, secrets), hint=hint) from None
+
+
+def _deploy(
+    target: Target, release: Release, ports: tuple[int, int], timeout_s: float
+) -> dict[str, object]:
     root = shlex.quote(target.root)
     target.run(f"mkdir -p {root}/releases")
     current = json.loads(target.run(f"cat {root}/current.json 2>/dev/null || echo null"))
     port = ports[1] if current and current.get("port") == ports[0] else ports[0]
     folder = f"{target.root}/releases/{release.tag}"
-    env = {**release.env, "MLTRAIL_IMAGE_TAG": release.tag}
+    _fresh_folder(target, folder)
+    _write_env(target, folder, {**release.env, "MLTRAIL_IMAGE_TAG": release.tag}, release.runtime)
     if release.runtime == "process":
-        handle = _start_process(target, release, folder, port, env)
+        handle = _start_process(target, release, folder, port)
     else:
-        handle = _start_container(target, release, port, env)
+        handle = _start_container(target, release, folder, port)
     record: dict[str, object] = {
         "tag": release.tag,
         "runtime": release.runtime,
@@ -187,11 +258,35 @@ def deploy(
     return record
 
 
-def _start_process(
-    target: Target, release: Release, folder: str, port: int, env: dict[str, str]
-) -> str:
+def _fresh_folder(target: Target, folder: str) -> None:
+    """Remove and re-create the release folder; the host resolves it first and refuses
+    anything but a direct child of ``<root>/releases`` (the tag's pattern already keeps it
+    there: this holds even through a symlink planted on the host)."""
     q = shlex.quote
-    target.run(f"rm -rf {q(folder)} && mkdir -p {q(folder)}/models")
+    script = (
+        f"r=$(realpath -m -- {q(target.root)}/releases) && f=$(realpath -m -- {q(folder)}) && "
+        'case "${f#"$r"/}" in ""|*/*|"$f") '
+        'echo "refusing to remove $f: not a release folder inside $r" >&2; exit 3;; esac && '
+        'rm -rf -- "$f" && mkdir -p -- "$f/models"'
+    )
+    target.run(script)
+
+
+def _write_env(target: Target, folder: str, env: dict[str, str], runtime: str) -> None:
+    """The release's environment into ``<folder>/server.env``, mode 0600, over stdin: for the
+    process runtime as shell assignments the start command sources, for docker as the
+    ``KEY=value`` lines of ``--env-file`` (which takes values literally)."""
+    q = shlex.quote
+    if runtime == "process":
+        body = "".join(f"export {k}={q(v)}\n" for k, v in env.items())
+    else:
+        body = "".join(f"{k}={v}\n" for k, v in env.items())
+    path = q(f"{folder}/{ENV_FILE}")
+    target.run(f"umask 077 && rm -f {path} && cat > {path} && chmod 600 {path}", stdin=body)
+
+
+def _start_process(target: Target, release: Release, folder: str, port: int) -> str:
+    q = shlex.quote
     args = []
     for kind, local in (("text", release.text_model), ("image", release.image_model)):
         if local is not None:
@@ -201,27 +296,27 @@ def _start_process(
         f"telemetry: {{sqlite_path: {folder}/{DEFAULT_STORE}, "
         f"spill_dir: {folder}/telemetry-spill}}\n"
     )
-    exports = " ".join(f"{k}={q(v)}" for k, v in env.items())
     # Only the server goes to the background, its output to a file: a background job still
-    # holding the SSH session's output would keep this command from returning.
+    # holding the SSH session's output would keep this command from returning. Its
+    # environment comes from the 0600 file, sourced in the subshell: never on a command line.
     command = (
         f"cd {q(folder)} && printf %s {q(settings)} > serve.yaml && "
-        f"{{ {exports} nohup {q(release.python)} -m mltrail.cli serve --settings serve.yaml "
-        f"--host 127.0.0.1 --port {port} {' '.join(map(q, args))} "
+        f"{{ ( . ./{ENV_FILE} && exec nohup {q(release.python)} -m mltrail.cli serve "
+        f"--settings serve.yaml --host 127.0.0.1 --port {port} {' '.join(map(q, args))} ) "
         "> server.log 2>&1 < /dev/null & echo $!; }"
     )
     return target.run(command).strip()
 
 
-def _start_container(target: Target, release: Release, port: int, env: dict[str, str]) -> str:
+def _start_container(target: Target, release: Release, folder: str, port: int) -> str:
     q = shlex.quote
     image = f"{release.image}:{release.tag}"
     name = f"mltrail-{release.tag}"
-    envs = " ".join(f"-e {q(f'{k}={v}')}" for k, v in env.items())
     target.run(f"docker pull {q(image)}", timeout_s=900)
     target.run(
         f"docker rm -f {q(name)} >/dev/null 2>&1 || true; docker run -d --name {q(name)} "
-        f"--restart unless-stopped -p 127.0.0.1:{port}:80 {envs} {q(image)}"
+        f"--restart unless-stopped -p 127.0.0.1:{port}:80 "
+        f"--env-file {q(f'{folder}/{ENV_FILE}')} {q(image)}"
     )
     return name
 

@@ -6,6 +6,15 @@ re-run never touches it), the MLflow registry (a new version of the registered m
 the ``production`` alias, when the model's run is in MLflow), and last the pointer file
 (``releases/serving.json``) that servers watch and reload from, replaced atomically.
 ``releases/history.jsonl`` keeps every promotion with its reasons.
+
+Nothing poisoned is promoted: the model folder must match every hash its manifest holds
+(model, ONNX copy, reference: :func:`mltrail.models.loading.verify`) before it is copied, and
+the copy is checked again. A release folder that already exists for the version is reused only
+when it holds this very manifest and files matching it; otherwise (a tampered file, a manifest
+that is not this one) it is copied anew from the verified model folder, said in the log and
+the history (``replaced``): promoting the genuine model repairs a poisoned release instead of
+"succeeding" onto it. The pointer's read-modify-write runs under its lock
+(:func:`mltrail.contracts.pointer.update`), so two promotions at once both land.
 """
 
 from __future__ import annotations
@@ -19,11 +28,11 @@ from typing import Any
 
 from mltrail.config import Params
 from mltrail.contracts.manifest import Manifest
-from mltrail.contracts.pointer import Pointer
+from mltrail.contracts.pointer import Pointer, update
 from mltrail.contracts.tasks import task_spec
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_dir
-from mltrail.models.loading import verify
+from mltrail.models.loading import ModelLoadError, verify
 
 log = logging.getLogger(__name__)
 
@@ -69,9 +78,12 @@ def _register(model_dir: Path, manifest: Manifest, params: Params) -> dict[str, 
     import mlflow
     from mlflow.tracking import MlflowClient
 
+    from mltrail.tracking.registry import connect_uri
+
+    # The manifest holds the URI redacted; the credentials come from the environment.
     uri = _absolute(target)
-    client = MlflowClient(uri)
-    mlflow.set_tracking_uri(uri)
+    client = MlflowClient(connect_uri(uri))
+    mlflow.set_tracking_uri(connect_uri(uri))
     name, alias = params.retrain.registered_model, params.retrain.alias
     run_id = state["run_id"]
     # The MLflow flavor ("model", what MLflow's UI and `mlflow models serve` use); mltrail's
@@ -90,6 +102,41 @@ def _register(model_dir: Path, manifest: Manifest, params: Params) -> dict[str, 
     }
 
 
+def _release_problem(release: Path, manifest: Manifest) -> str | None:
+    """Why the existing ``release`` is not a copy of the model ``manifest`` describes; None
+    when it is (the same manifest, every hashed file matching)."""
+    try:
+        held = verify(release)
+    except ModelLoadError as exc:
+        return exc.message
+    if held != manifest:
+        return f"{release}/manifest.json is not the promoted model's manifest"
+    return None
+
+
+def _copy_release(model_dir: Path, manifest: Manifest, release: Path) -> str | None:
+    """``release`` holding a verified copy of ``model_dir``; the reason an existing one was
+    replaced, or None."""
+    replaced = None
+    if release.is_dir():
+        replaced = _release_problem(release, manifest)
+        if replaced is None:
+            return None
+        log.warning("release %s is not the model it names (%s): copying it anew", release, replaced)
+    with atomic_dir(release) as tmp:
+        for entry in model_dir.iterdir():
+            if entry.is_file():
+                shutil.copy2(entry, tmp / entry.name)
+    # The copy, checked again: a file changed between the check and the copy is not served.
+    problem = _release_problem(release, manifest)
+    if problem is not None:
+        raise MltrailError(
+            f"the release copy of {model_dir} does not match its manifest: {problem}",
+            hint="check the model folder is not being written to, then promote again",
+        )
+    return replaced
+
+
 def promote(model_dir: Path, params: Params, reasons: dict[str, Any]) -> dict[str, Any]:
     """Make ``model_dir`` (a verified model folder) the serving model of its task."""
     manifest = verify(model_dir)
@@ -97,28 +144,27 @@ def promote(model_dir: Path, params: Params, reasons: dict[str, Any]) -> dict[st
     kind = task_spec(task).kind
     version = manifest.model_version
     release = Path(params.retrain.releases_dir) / task / version.replace("@", "-")
-    if not release.is_dir():
-        with atomic_dir(release) as tmp:
-            for entry in model_dir.iterdir():
-                if entry.is_file():
-                    shutil.copy2(entry, tmp / entry.name)
-    verify(release)
+    replaced = _copy_release(model_dir, manifest, release)
     registry = _register(release, manifest, params)
     pointer_path = Path(params.retrain.pointer_file)
-    pointer = Pointer.read(pointer_path)
-    previous = pointer.source(kind)
-    record = {
+    record: dict[str, Any] = {
         "time": time.time(),
         "task": task,
         "version": version,
         "release": str(release),
-        "previous": previous,
+        "previous": None,
         "registry": registry,
         "git": manifest.git.to_json(),
         "data_sha256": manifest.data.content_sha256,
         "reasons": reasons,
     }
-    pointer.with_source(kind, str(release.resolve())).write(pointer_path)  # last: servers switch
+    if replaced is not None:
+        record["replaced"] = replaced
+    # Last: servers switch. Under the pointer's lock, so a promotion of another task at the
+    # same moment is not lost.
+    source = str(release.resolve())
+    was = update(pointer_path, lambda pointer: pointer.with_source(kind, source))
+    record["previous"] = was.source(kind)
     history = pointer_path.parent / "history.jsonl"
     with history.open("a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")

@@ -28,6 +28,8 @@ from typing import Any
 from mltrail.config import TrackingParams
 from mltrail.tracking.base import ModelRef, RunStart, Status, Tracker
 from mltrail.tracking.journal import (
+    JOURNAL,
+    JournalCorrupt,
     JournalReader,
     all_records,
     pid_alive,
@@ -35,7 +37,7 @@ from mltrail.tracking.journal import (
     write_state,
     writer_alive,
 )
-from mltrail.tracking.registry import BackendSpec
+from mltrail.tracking.registry import BackendSpec, hide
 
 log = logging.getLogger("mltrail.export")
 POLL_S = 0.1
@@ -73,9 +75,11 @@ class _Replay:
         try:
             self._apply(record)
         except Exception as exc:  # a backend's failure must not stop the others
-            self.error = f"{type(exc).__name__}: {exc}"
+            # An error may quote the URI it connected to: its credentials never reach the
+            # state file or the log.
+            self.error = hide(f"{type(exc).__name__}: {exc}", self.spec.target)
             log.warning("%s: %s", self.spec.name, self.error)
-            log.debug("%s", traceback.format_exc())
+            log.debug("%s", hide(traceback.format_exc(), self.spec.target))
             if self.tracker is not None:
                 self.tracker.abort()
 
@@ -254,25 +258,53 @@ def _deliver(run_dir: Path, replay: _Replay, records: list[dict[str, Any]], dead
     return "pending"
 
 
+def _run_dirs(journal_dir: Path) -> list[Path]:
+    return sorted(p for p in journal_dir.glob("*") if (p / JOURNAL).is_file())
+
+
+def _is_pending(run_dir: Path) -> bool:
+    """Whether the run is complete and a backend's export of it is not done;
+    :class:`JournalCorrupt` when its journal cannot be read."""
+    gone = _writer_gone(run_dir, None)
+    records = all_records(run_dir)
+    if not records or records[0]["op"] != "start":
+        return False
+    if _end_record(records, gone) is None:
+        return False  # still being written: its own exporter follows it
+    names = [b["name"] for b in records[0]["backends"]]
+    return any((read_state(run_dir, n) or {}).get("status") != "done" for n in names)
+
+
 def pending_runs(journal_dir: Path) -> list[Path]:
-    """Run folders with a backend whose export is not done."""
+    """Run folders with a backend whose export is not done (corrupt ones left out: see
+    :func:`sync`)."""
     found = []
-    for run_dir in sorted(p for p in journal_dir.glob("*") if (p / "journal.jsonl").is_file()):
-        gone = _writer_gone(run_dir, None)
-        records = all_records(run_dir)
-        if not records or records[0]["op"] != "start":
-            continue
-        if _end_record(records, gone) is None:
-            continue  # still being written: its own exporter follows it
-        names = [b["name"] for b in records[0]["backends"]]
-        if any((read_state(run_dir, n) or {}).get("status") != "done" for n in names):
-            found.append(run_dir)
+    for run_dir in _run_dirs(journal_dir):
+        with contextlib.suppress(JournalCorrupt):
+            if _is_pending(run_dir):
+                found.append(run_dir)
     return found
 
 
+CORRUPT = "corrupt"
+"""The key of a run :func:`sync` skipped: its value says which file and line."""
+
+
 def sync(journal_dir: Path) -> dict[str, dict[str, str]]:
-    """Export every pending run under ``journal_dir`` (skipping runs still being written)."""
-    return {run_dir.name: export_run(run_dir) for run_dir in pending_runs(journal_dir)}
+    """Export every pending run under ``journal_dir`` (skipping runs still being written).
+
+    A run whose journal has a line that is not a record is skipped and reported as
+    ``{CORRUPT: "<file> line <n> ..."}``; the other runs are exported all the same (one bad
+    run must not hold back every healthy one behind it)."""
+    results: dict[str, dict[str, str]] = {}
+    for run_dir in _run_dirs(journal_dir):
+        try:
+            if _is_pending(run_dir):
+                results[run_dir.name] = export_run(run_dir)
+        except JournalCorrupt as exc:
+            log.warning("%s", exc.message)
+            results[run_dir.name] = {CORRUPT: exc.message}
+    return results
 
 
 # What an exporter prepares before the run begins, by backend and, when MLflow logs the model,
@@ -341,6 +373,16 @@ def _children(parent: int) -> list[int]:
     return found
 
 
+def _backends_of(run_dir: Path) -> list[str]:
+    """What an exporter started after the journal began prepares: the backends its start
+    record names (none when it cannot be read: the export reports that)."""
+    try:
+        records = all_records(run_dir)
+    except JournalCorrupt:
+        return []
+    return [b["name"] for b in records[0]["backends"]] if records else []
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="python -m mltrail.tracking.export")
     parser.add_argument("run_dir", type=Path)
@@ -358,15 +400,16 @@ def main(argv: list[str]) -> int:
     # No usage telemetry threads beside the training (and no calls out of a closed network).
     os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     run_dir: Path = args.run_dir
-    warm = [w for w in args.warm.split(",") if w]
-    if not warm:  # started after the journal began: its start record names the backends
-        records = all_records(run_dir)
-        warm = [b["name"] for b in records[0]["backends"]] if records else []
+    warm = [w for w in args.warm.split(",") if w] or _backends_of(run_dir)
     # Hold the run's lock from the first moment: a sync by another exporter must not start
     # exporting this run while this one is still importing its clients.
     with run_lock(run_dir, wait=True):
         _prewarm(warm)
-        result = _export_locked(run_dir, True, _yield_cpu, args.writer_pid)
+        try:
+            result = _export_locked(run_dir, True, _yield_cpu, args.writer_pid)
+        except JournalCorrupt as exc:
+            log.error("%s", exc)  # `mltrail tracking sync` reports it too
+            return 1
     if result == ABANDONED:
         # The process that reserved the run exited before starting it (a bad path, an error
         # while loading data): nothing was logged, so nothing is kept.

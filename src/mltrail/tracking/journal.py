@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mltrail.errors import MltrailError
 from mltrail.fsio import write_json
 
 JOURNAL = "journal.jsonl"
@@ -77,13 +78,28 @@ def _link_or_copy(src: str, dst: str) -> None:
         shutil.copy2(src, dst)
 
 
+class JournalCorrupt(MltrailError):
+    """A complete line of a journal is not a record (a disk error, a hand edit): the run
+    cannot be replayed as it was logged."""
+
+    def __init__(self, path: Path, line: int, problem: str) -> None:
+        super().__init__(
+            f"{path} line {line} is not a journal record ({problem}): run skipped",
+            hint=f"repair or remove that line (or move {path.parent} away), then sync again",
+        )
+        self.path = path
+        self.line = line
+
+
 @dataclass
 class JournalReader:
-    """Reads complete records from a journal that may still be growing."""
+    """Reads complete records from a journal that may still be growing; a complete line that
+    is not a record raises :class:`JournalCorrupt` (which file, which line)."""
 
     run_dir: Path
     _offset: int = 0
     _partial: str = ""
+    _line: int = 0
 
     def new_records(self) -> Iterator[dict[str, Any]]:
         path = self.run_dir / JOURNAL
@@ -97,8 +113,18 @@ class JournalReader:
         lines = text.split("\n")
         self._partial = lines.pop()  # an incomplete last line waits for its newline
         for line in lines:
+            self._line += 1
             if line.strip():
-                yield json.loads(line)
+                yield self._record(path, line)
+
+    def _record(self, path: Path, line: str) -> dict[str, Any]:
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise JournalCorrupt(path, self._line, f"not JSON: {exc.msg}") from None
+        if not isinstance(record, dict) or not isinstance(record.get("op"), str):
+            raise JournalCorrupt(path, self._line, "no op")
+        return record
 
 
 def all_records(run_dir: Path) -> list[dict[str, Any]]:

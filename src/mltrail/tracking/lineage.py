@@ -225,6 +225,7 @@ def render(trail: Mapping[str, Any]) -> str:
         dirty = f" (dirty tree: {', '.join(names[:3])}{more})" if names else " (dirty tree)"
     lines = [
         f"model     {trail['model_dir']} ({m['task']}, stage {m['stage']}, {m['created_at']})",
+        f"version   {trail['version']} (covers every file below)",
         f"commit    {git['commit'] or 'unknown'}{dirty}",
         f"params    sha256 {m['params_sha256'][:16]}  {json.dumps(m['params'], sort_keys=True)}",
         f"data      {data['path']}  content sha256 {str(data['content_sha256'])[:16]}",

@@ -31,8 +31,11 @@ def _ms(seconds: float) -> int:
 class MlflowTracker:
     name: ClassVar[str] = "mlflow"
 
-    def __init__(self, tracking_uri: str) -> None:
+    def __init__(self, tracking_uri: str, recorded_uri: str | None = None) -> None:
+        """``tracking_uri``: where to connect (may hold credentials); ``recorded_uri``: what
+        the export state records (redacted; see mltrail.tracking.registry)."""
         self.tracking_uri = tracking_uri
+        self.recorded_uri = recorded_uri or tracking_uri
         self.client = MlflowClient(tracking_uri=tracking_uri)
         self.run_id = ""
         self.experiment_id = ""
@@ -135,7 +138,7 @@ class MlflowTracker:
             "run_id": self.run_id,
             "experiment_id": self.experiment_id,
             "uri": f"runs:/{self.run_id}",
-            "tracking_uri": self.tracking_uri,
+            "tracking_uri": self.recorded_uri,
         }
 
     def abort(self) -> None:

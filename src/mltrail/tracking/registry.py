@@ -3,14 +3,30 @@
 A spec is a comma-separated list: ``none``, ``mlflow``, ``wandb``, ``mlflow,wandb``, or a URI
 standing for MLflow at that address (``http://host:5000``, ``sqlite:///x.db``,
 ``postgresql://...``), or ``wandb://<project>``.
+
+A URI's credentials never reach a record: :func:`parse` keeps each target redacted
+(:func:`mltrail.contracts.secrets.redact_uri`: ``user:***@host``), and that is what journals,
+manifests and export states hold. The real URI is needed only where a connection is made, and
+comes from the environment there (:func:`connect_uri`), never from a file or a command line:
+
+- the exporter a training starts gets it as ``MLFLOW_TRACKING_URI`` in its environment
+  (:func:`exporter_env`; the environment of a process is readable only by its user, its
+  command line by everyone);
+- ``mltrail tracking sync`` and ``mltrail promote``, run later by hand, take it from
+  ``MLFLOW_TRACKING_URI`` when that redacts to the recorded target; otherwise the URI is used
+  without the password, which the driver completes from its own sources: ``PGPASSWORD`` or
+  ``~/.pgpass`` for PostgreSQL (libpq, under psycopg), ``MLFLOW_TRACKING_USERNAME`` /
+  ``MLFLOW_TRACKING_PASSWORD`` for an MLflow server.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from mltrail.config import TrackingParams
+from mltrail.contracts.secrets import REDACTED, hide_secrets, redact_uri, without_secrets
 from mltrail.errors import ParamsError
 from mltrail.tracking.base import NoneTracker, Tracker
 
@@ -33,7 +49,8 @@ class BackendSpec:
 
     name: str
     target: str
-    """The MLflow tracking URI or the W&B project; empty for ``none``."""
+    """The MLflow tracking URI (its credentials redacted) or the W&B project; empty for
+    ``none``."""
 
     def build(self, settings: TrackingParams) -> Tracker:
         return _BUILDERS[self.name](self, settings)
@@ -46,9 +63,9 @@ def parse(spec: str, settings: TrackingParams) -> list[BackendSpec]:
         if raw == "none":
             continue
         if raw == "mlflow":
-            backends.append(BackendSpec("mlflow", settings.mlflow_uri))
+            backends.append(BackendSpec("mlflow", redact_uri(settings.mlflow_uri)))
         elif raw.startswith(MLFLOW_SCHEMES):
-            backends.append(BackendSpec("mlflow", raw))
+            backends.append(BackendSpec("mlflow", redact_uri(raw)))
         elif raw == "wandb":
             backends.append(BackendSpec("wandb", settings.wandb_project))
         elif raw.startswith("wandb://") and len(raw) > len("wandb://"):
@@ -65,10 +82,48 @@ def parse(spec: str, settings: TrackingParams) -> list[BackendSpec]:
     return backends
 
 
+MLFLOW_URI_ENV = "MLFLOW_TRACKING_URI"
+"""MLflow's own variable: where the real (unredacted) tracking URI is passed on."""
+
+
+def _mlflow_uri(raw: str, settings: TrackingParams) -> str | None:
+    if raw == "mlflow":
+        return settings.mlflow_uri
+    return raw if raw.startswith(MLFLOW_SCHEMES) else None
+
+
+def exporter_env(spec: str, settings: TrackingParams) -> dict[str, str]:
+    """What the exporter of a run under ``spec`` needs in its environment to connect: the
+    MLflow URI, when it holds credentials (the journal holds it redacted)."""
+    for raw in (part.strip() for part in spec.split(",")):
+        uri = _mlflow_uri(raw, settings)
+        if uri is not None and redact_uri(uri) != uri:
+            return {MLFLOW_URI_ENV: uri}
+    return {}
+
+
+def connect_uri(target: str) -> str:
+    """The URI to connect to for a recorded (redacted) MLflow target: ``$MLFLOW_TRACKING_URI``
+    when it is that target with its credentials, else the target without them (the driver
+    reads ``PGPASSWORD`` / ``~/.pgpass``; MLflow its username and password variables)."""
+    if REDACTED not in target:
+        return target
+    given = os.environ.get(MLFLOW_URI_ENV)
+    if given and redact_uri(given) == target:
+        return given
+    return without_secrets(target)
+
+
+def hide(text: str, target: str) -> str:
+    """``text`` (an error, a log line) with every credential of ``target``'s real URI
+    replaced by ``***``."""
+    return hide_secrets(text, connect_uri(target))
+
+
 def _build_mlflow(spec: BackendSpec, settings: TrackingParams) -> Tracker:
     from mltrail.tracking.mlflow_backend import MlflowTracker
 
-    return MlflowTracker(spec.target)
+    return MlflowTracker(connect_uri(spec.target), recorded_uri=spec.target)
 
 
 def _build_wandb(spec: BackendSpec, settings: TrackingParams) -> Tracker:

@@ -27,16 +27,17 @@ import time
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from types import FrameType, TracebackType
 from typing import Any
 
 from mltrail.config import TrackingParams
+from mltrail.contracts.secrets import redact_spec, redact_uri
 from mltrail.contracts.tasks import Flavor
 from mltrail.tracking.base import ModelRef, Status
 from mltrail.tracking.journal import JournalWriter, read_state
-from mltrail.tracking.registry import BackendSpec, parse
+from mltrail.tracking.registry import BackendSpec, exporter_env, parse
 
 
 @dataclass(frozen=True)
@@ -44,10 +45,14 @@ class Reservation:
     """A run's id, folder and backends, chosen before the run starts (see :func:`reserve_run`)."""
 
     spec: str
+    """The tracker spec, its URIs' credentials redacted (it names the stage and the run)."""
     backends: list[BackendSpec]
     run_id: str
     run_dir: Path | None
     exporter_started: bool
+    exporter_env: dict[str, str] = field(default_factory=dict, repr=False)
+    """What the exporter needs in its environment to connect (a URI's credentials: see
+    :func:`mltrail.tracking.registry.exporter_env`); never written down."""
 
 
 def reserve_run(
@@ -65,14 +70,16 @@ def reserve_run(
     """
     backends = parse(spec, settings)
     run_id = uuid.uuid4().hex
+    shown = redact_spec(spec)
     if not backends:
-        return Reservation(spec, [], run_id, None, exporter_started=False)
+        return Reservation(shown, [], run_id, None, exporter_started=False)
     run_dir = Path(settings.journal_dir).resolve() / run_id
     run_dir.mkdir(parents=True)
+    env = exporter_env(spec, settings)
     if start_exporter:
         warm = [b.name for b in backends] + ([flavor] if flavor else [])
-        spawn_exporter(run_dir, writer_pid=os.getpid(), warm=warm)
-    return Reservation(spec, backends, run_id, run_dir, exporter_started=start_exporter)
+        spawn_exporter(run_dir, writer_pid=os.getpid(), warm=warm, env=env)
+    return Reservation(shown, backends, run_id, run_dir, start_exporter, env)
 
 
 class TrackedRun:
@@ -101,10 +108,11 @@ class TrackedRun:
                 pid=os.getpid(),
                 host=os.uname().nodename,
                 backends=[asdict(b) for b in self.backends],
-                settings=settings.model_dump(mode="json"),
+                settings=settings.model_dump(mode="json")
+                | {"mlflow_uri": redact_uri(settings.mlflow_uri)},
             )
             if not reservation.exporter_started:
-                spawn_exporter(self.run_dir)
+                spawn_exporter(self.run_dir, env=reservation.exporter_env)
 
     def log_params(self, params: Mapping[str, Any]) -> None:
         if self._journal:
@@ -190,14 +198,18 @@ def open_run(
 
 
 def spawn_exporter(
-    run_dir: Path, writer_pid: int | None = None, warm: list[str] | None = None
+    run_dir: Path,
+    writer_pid: int | None = None,
+    warm: list[str] | None = None,
+    env: Mapping[str, str] | None = None,
 ) -> None:
     """Start the exporter for ``run_dir``, detached: this process never waits for it.
 
     ``sh -c '... &'`` forks it off and returns at once, so it is nobody's child to reap, runs
     in its own session (Ctrl-C of the training does not reach it) and outlives training.
     ``writer_pid`` and ``warm``: for an exporter started before the journal begins (the
-    process that will write it; what to prepare meanwhile).
+    process that will write it; what to prepare meanwhile). ``env``: added to its environment
+    (credentials go there, never on its command line).
     """
     log = run_dir / "export.log"
     options = []
@@ -210,6 +222,7 @@ def spawn_exporter(
         ["sh", "-c", command, sys.executable, str(log), str(run_dir), *options],
         check=True,
         start_new_session=True,
+        env={**os.environ, **env} if env else None,
     )
 
 
