@@ -240,8 +240,11 @@ class Telemetry:
             if not state.from_spill:
                 self._files[state.sink.name].remove()
 
-    def close(self, timeout_s: float = 30.0) -> None:
-        """Drain the queue, flush every sink (retrying until ``timeout_s``), spill the rest."""
+    def close(self, timeout_s: float | None = None) -> None:
+        """Drain the queue, flush every sink (retrying until ``timeout_s``, by default the
+        settings' ``shutdown_timeout_s``), spill the rest."""
+        if timeout_s is None:
+            timeout_s = self.settings.shutdown_timeout_s
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
