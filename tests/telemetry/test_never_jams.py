@@ -139,3 +139,26 @@ def test_a_spill_that_cannot_be_written_is_counted_not_raised(
     assert telemetry.counters.spill_failed["flaky"] == 7
     assert "cannot be written" in caplog.text and "7 records lost" in caplog.text
     assert "spill failed {'flaky': 7}" in caplog.text  # the shutdown line's counts
+
+
+def test_postgres_quarantines_what_it_cannot_hold_and_stores_the_rest(
+    tmp_path: Path, postgres_dsn: str
+) -> None:
+    pytest.importorskip("psycopg")
+    from mltrail.telemetry.stores.postgres import PostgresStore
+
+    store = PostgresStore(postgres_dsn)
+    telemetry = Telemetry(settings(tmp_path), [store])
+    telemetry.start()
+    for i in range(10):
+        telemetry.submit(prediction(i))
+    telemetry.submit(Feedback("p1", time.time(), 2**31))  # past PostgreSQL's INTEGER
+    telemetry.submit(Capture("p2", time.time(), BAD_TEXT))
+    telemetry.submit(Feedback("p3", time.time(), 1))
+    telemetry.close()
+    assert telemetry.counters.quarantined["postgres"] == 2
+    assert telemetry.counters.exported["postgres"] == 11
+    window = store.read_window()
+    assert len(window.predictions) == 10 and window.feedback == {"p3": 1}
+    lines = (tmp_path / "spill" / "postgres.quarantine.jsonl").read_text().splitlines()
+    assert "NumericValueOutOfRange" in lines[0] or "out of range" in lines[0]

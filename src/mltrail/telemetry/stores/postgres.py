@@ -131,7 +131,13 @@ class PostgresStore(SQLStore):
                 for sql, rows in tables:
                     if rows:
                         conn.execute(sql, (orjson.dumps(rows).decode(),))
-        except (psycopg.errors.DataError, psycopg.errors.IntegrityError) as exc:
+        except (
+            psycopg.errors.DataError,
+            psycopg.errors.IntegrityError,
+            TypeError,  # orjson: a lone surrogate, an integer past 64 bits
+            ValueError,
+            OverflowError,
+        ) as exc:  # the data's fault: the connection is fine, keep it
             raise RecordsRejected(f"{type(exc).__name__}: {exc}") from exc
         except Exception:
             self._drop_writer()  # reconnect on the next try: the server may have restarted
