@@ -111,5 +111,5 @@ def test_a_spill_that_cannot_be_written_at_shutdown_is_counted_and_logged(
     server.stop()  # asserts "Application shutdown complete"
     log = server.log.read_text()
     assert "cannot be written" in log and "3000 records lost" in log
-    assert "spill failed {'sqlite': 3000}" in log
+    assert "spilled {'sqlite': 0}, spill failed {'sqlite': 3000}" in log
     assert not (tmp_path / "srv" / "spill" / "sqlite.jsonl").exists()

@@ -257,9 +257,10 @@ class Telemetry:
             if not any(s.buffer for s in self._states) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+        spilled: dict[str, int] = {}
         for state in self._states:
             if state.buffer:
-                self._spill_at_shutdown(state)
+                spilled[state.sink.name] = self._spill_at_shutdown(state)
             with contextlib.suppress(Exception):
                 state.sink.close()
         c = self.counters
@@ -267,7 +268,7 @@ class Telemetry:
             "telemetry closed: exported %s, spilled %s, spill failed %s, quarantined %s, "
             "dropped %d (queue full) %s (retry buffer full), bad spill lines %d",
             c.exported,
-            {s.sink.name: len(s.buffer) for s in self._states if s.buffer},
+            spilled,
             c.spill_failed,
             c.quarantined,
             c.dropped_queue_full,
@@ -275,7 +276,8 @@ class Telemetry:
             c.spill_bad_lines,
         )
 
-    def _spill_at_shutdown(self, state: _SinkState) -> None:
+    def _spill_at_shutdown(self, state: _SinkState) -> int:
+        """Write the sink's spill file; the number of records it now holds."""
         name, n = state.sink.name, len(state.buffer)
         try:
             # The whole buffer replaces the file: it still holds the file's undelivered records.
@@ -292,13 +294,14 @@ class Telemetry:
                 exc,
                 lost,
             )
-            return
+            return state.from_spill
         log.warning(
             "telemetry sink %s still down at shutdown: %d records spilled to %s",
             name,
             n,
             self._files[name].path,
         )
+        return n
 
     @property
     def depth(self) -> int:
