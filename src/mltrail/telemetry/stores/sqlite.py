@@ -173,10 +173,12 @@ class SQLiteStore(SQLStore):
             with self._readers_lock:
                 self._readers.append(conn)
         try:
-            row = conn.execute(FIND_PREDICTION.format(m=self.mark), (prediction_id,)).fetchone()
+            # fetchall: the statement runs to its end, so no read transaction stays open on
+            # the kept connection (it would pin an old snapshot and hold back checkpoints).
+            rows = conn.execute(FIND_PREDICTION.format(m=self.mark), (prediction_id,)).fetchall()
         except sqlite3.OperationalError:  # no table yet: nothing stored
             return None
-        return None if row is None else PredictionRef(row[0], row[1])
+        return PredictionRef(rows[0][0], rows[0][1]) if rows else None
 
     def close(self) -> None:
         super().close()
