@@ -118,6 +118,8 @@ class TelemetrySettings(_Declared):
     """Records kept per sink while it is down; beyond that the oldest are dropped and counted."""
     spill_dir: Annotated[str, PATH] = ".mltrail/telemetry-spill"
     """Records a sink still had not taken at shutdown are written here and sent on next start."""
+    shutdown_timeout_s: float = Field(default=30.0, ge=0)
+    """How long shutdown retries a sink that is down before spilling what it still holds."""
     wandb_project: str = "mltrail-serving"
     """The W&B project of the `wandb` sink."""
     wandb_mode: Literal["offline", "online"] = "offline"

@@ -28,7 +28,11 @@ def _check(store: str) -> None:
     assert summary["inference_ms"]["p50"] == pytest.approx(4.5)
     assert summary["inputs"] == {"chars": pytest.approx(45.0), "oov_rate": pytest.approx(0.1)}
     # p0 right (1), p1 right after its correction (1), p7 wrong (predicted 0, truly 1)
-    assert summary["feedback"] == {"labelled": 3, "accuracy": pytest.approx(2 / 3)}
+    assert summary["feedback"] == {
+        "labelled": 3,
+        "accuracy": pytest.approx(2 / 3),
+        "out_of_range": 0,
+    }
     recent = summarize(read_window(store, since=1005.0, limit=3))
     assert recent["predictions"] == 3 and recent["from"] == 1007.0
 

@@ -26,6 +26,7 @@ from scipy import stats  # type: ignore[import-untyped]
 from mltrail.config import MonitorParams
 from mltrail.models.reference import Reference
 from mltrail.monitor.drift import DATA, PREDICTION, DriftTest, run_tests
+from mltrail.monitor.summary import scored_feedback
 from mltrail.telemetry import Window
 
 LEVELS = ("ok", "warn", "retrain")
@@ -137,7 +138,7 @@ def check_window(
                 )
 
     expected = reference.accuracy if reference_accuracy is None else reference_accuracy
-    labelled = [p for p in window.predictions if p.prediction_id in window.feedback]
+    labelled, out_of_range = scored_feedback(window, len(reference.classes))
     correct = sum(int(p.label) == window.feedback[p.prediction_id] for p in labelled)
     live = correct / len(labelled) if labelled else None
     check.accuracy = {
@@ -145,7 +146,17 @@ def check_window(
         "live": live,
         "reference": expected,
         "max_drop": params.max_accuracy_drop,
+        "out_of_range": out_of_range,
     }
+    if out_of_range:
+        reasons.append(
+            Reason(
+                "ok",
+                "accuracy",
+                f"{out_of_range} feedback labels are not class indices of the model "
+                f"(0-{len(reference.classes) - 1}): skipped, not scored",
+            )
+        )
     enough = live is not None and len(labelled) >= params.min_feedback
     floor = expected - params.max_accuracy_drop
     if enough and live is not None and live < floor:

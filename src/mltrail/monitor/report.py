@@ -84,7 +84,9 @@ def _distributions(check: Check, reference: Reference, window: Window) -> str:
     return _png(fig)
 
 
-def _timeline(history: Window, checks: list[dict[str, Any]], slo_p95: float) -> str | None:
+def _timeline(
+    history: Window, checks: list[dict[str, Any]], slo_p95: float, classes: int
+) -> str | None:
     """Accuracy from feedback, confidence and latency over the recent history, with model
     versions shaded and past decisions marked: where a shift and a recovery show."""
     import matplotlib.pyplot as plt
@@ -99,7 +101,9 @@ def _timeline(history: Window, checks: list[dict[str, Any]], slo_p95: float) -> 
     p95 = [float(np.percentile([p.inference_ms for p in b], 95)) for b in buckets]
     acc: list[float] = []
     for b in buckets:
-        labelled = [p for p in b if p.prediction_id in history.feedback]
+        labelled = [  # an out-of-range label is skipped, not a miss (see scored_feedback)
+            p for p in b if 0 <= history.feedback.get(p.prediction_id, -1) < classes
+        ]
         hits = [int(p.label) == history.feedback[p.prediction_id] for p in labelled]
         acc.append(float(np.mean(hits)) if hits else np.nan)
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(11, 4.6), sharex=True)
@@ -170,7 +174,9 @@ def render_html(
             f"<img src='data:image/png;base64,{_distributions(check, reference, window)}'>"
         )
     if history is not None:
-        timeline = _timeline(history, past or [], check.latency.get("slo_p95_ms", 0.0))
+        timeline = _timeline(
+            history, past or [], check.latency.get("slo_p95_ms", 0.0), len(reference.classes)
+        )
         if timeline:
             sections.append(
                 "<h2>Over time (model versions separated by lines; dotted: warn / retrain)</h2>"

@@ -66,5 +66,5 @@ def run_check(
         # The condensed view of the same window, beside the check.
         from mltrail.fsio import write_json
 
-        write_json(out_dir / "summary.json", summarize(window))
+        write_json(out_dir / "summary.json", summarize(window, len(model.reference.classes)))
     return check

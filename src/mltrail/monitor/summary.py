@@ -8,7 +8,20 @@ from typing import Any
 
 import numpy as np
 
-from mltrail.telemetry import Window
+from mltrail.telemetry import Prediction, Window
+
+
+def scored_feedback(window: Window, classes: int | None) -> tuple[list[Prediction], int]:
+    """The window's predictions whose feedback label is a class index of the model (``0`` to
+    ``classes - 1``; any when ``classes`` is None), and how many labelled ones were left out.
+    An out-of-range label is not a wrong answer: it says nothing about the model (a client's
+    mistake, or a label from before the server checked them), so it is skipped and counted
+    rather than scored, which would read as a drop in accuracy and retrain."""
+    labelled = [p for p in window.predictions if p.prediction_id in window.feedback]
+    if classes is None:
+        return labelled, 0
+    kept = [p for p in labelled if 0 <= window.feedback[p.prediction_id] < classes]
+    return kept, len(labelled) - len(kept)
 
 
 def _percentiles(values: list[float], points: tuple[int, ...]) -> dict[str, float]:
@@ -18,12 +31,14 @@ def _percentiles(values: list[float], points: tuple[int, ...]) -> dict[str, floa
     return {f"p{p}": float(v) for p, v in zip(points, found, strict=True)}
 
 
-def summarize(window: Window) -> dict[str, Any]:
+def summarize(window: Window, classes: int | None = None) -> dict[str, Any]:
+    """The window condensed; with ``classes`` (the model's class count), feedback labels out
+    of that range are skipped and counted (``feedback.out_of_range``), not scored."""
     predictions = window.predictions
     n = len(predictions)
     if n == 0:
         return {"predictions": 0}
-    classes = Counter(p.class_name for p in predictions)
+    mix = Counter(p.class_name for p in predictions)
     confidence = [float(p.confidence) for p in predictions]
     latency = [float(p.inference_ms) for p in predictions]
     profile_keys = sorted({k for p in predictions for k in p.profile})
@@ -31,7 +46,7 @@ def summarize(window: Window) -> dict[str, Any]:
         key: float(np.mean([p.profile[key] for p in predictions if key in p.profile]))
         for key in profile_keys
     }
-    labelled = [p for p in predictions if p.prediction_id in window.feedback]
+    labelled, out_of_range = scored_feedback(window, classes)
     correct = sum(int(p.label) == window.feedback[p.prediction_id] for p in labelled)
     return {
         "predictions": n,
@@ -39,7 +54,7 @@ def summarize(window: Window) -> dict[str, Any]:
         "to": predictions[-1].time,
         "endpoints": dict(Counter(p.endpoint for p in predictions)),
         "model_versions": dict(Counter(p.model_version for p in predictions)),
-        "class_mix": {c: k / n for c, k in sorted(classes.items())},
+        "class_mix": {c: k / n for c, k in sorted(mix.items())},
         "confidence": {
             "mean": float(np.mean(confidence)),
             **_percentiles(confidence, (10, 50, 90)),
@@ -49,6 +64,7 @@ def summarize(window: Window) -> dict[str, Any]:
         "feedback": {
             "labelled": len(labelled),
             "accuracy": correct / len(labelled) if labelled else None,
+            "out_of_range": out_of_range,
         },
     }
 
@@ -84,8 +100,10 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(
             "inputs      " + ", ".join(f"{k} {v:.4g}" for k, v in summary["inputs"].items())
         )
+    skipped = feedback.get("out_of_range", 0)
     lines.append(
         f"feedback    {feedback['labelled']} labelled"
         + (f", live accuracy {accuracy:.3f}" if accuracy is not None else "")
+        + (f"; {skipped} labels out of the model's classes skipped" if skipped else "")
     )
     return "\n".join(lines)

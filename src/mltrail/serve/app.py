@@ -21,6 +21,7 @@ from collections.abc import AsyncIterator
 
 from fastapi import FastAPI, Request
 from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from mltrail import __version__
@@ -50,7 +51,10 @@ def create_app(settings: ServeSettings) -> FastAPI:
             413: {"model": schemas.ErrorResponse, "description": "request too large"},
             422: {"model": schemas.ErrorResponse, "description": "invalid request"},
         },
-        exception_handlers={MltrailError: mltrail_error},
+        exception_handlers={
+            MltrailError: mltrail_error,
+            RequestValidationError: schemas.validation_error,
+        },
     )
     state = ServerState(settings)
     state.exposed = exposed

@@ -9,6 +9,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from mltrail.telemetry import Telemetry
+from mltrail.telemetry.metrics import loss_families
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -49,6 +50,7 @@ class _TelemetryCollector(Collector):
             failures.add_metric([sink], c.failures.get(sink, 0))
             pending.add_metric([sink], c.pending.get(sink, 0))
         yield from (exported, dropped, failures, pending)
+        yield from loss_families(c)
 
 
 class ServerMetrics:

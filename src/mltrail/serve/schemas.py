@@ -2,20 +2,46 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+import json
+from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+
+if TYPE_CHECKING:
+    from fastapi import Request
+    from fastapi.responses import Response
+
+MAX_LABEL = 2**31 - 1
+"""The largest class index a label may be: what every store's INTEGER column holds (a larger
+one would be refused by the store, after the request had been answered)."""
 
 
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def _valid_unicode(value: str) -> str:
+    """A lone surrogate (``"\\ud800"`` in the JSON) is valid JSON but not Unicode: no store
+    can encode it, so it is refused here, where the client learns which input it was."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ValueError(
+            f"holds a lone surrogate ({value[exc.start]!r} at character {exc.start}), "
+            "which is not valid Unicode"
+        ) from None
+    return value
+
+
+Text = Annotated[str, AfterValidator(_valid_unicode)]
+"""A string the stores can write: every text field of a request is one."""
+
+
 class TextRequest(_Body):
     """One text (``text``) or a batch (``texts``)."""
 
-    text: str | None = Field(default=None, examples=["A wonderful, moving film."])
-    texts: list[str] | None = Field(default=None, min_length=1)
+    text: Text | None = Field(default=None, examples=["A wonderful, moving film."])
+    texts: list[Text] | None = Field(default=None, min_length=1)
     probabilities: bool = False
     """Also return the probability of every class."""
     explain: bool = False
@@ -85,8 +111,8 @@ class PredictResponse(BaseModel):
 
 
 class FeedbackRequest(_Body):
-    prediction_id: str = Field(min_length=1, max_length=64)
-    label: int = Field(ge=0, description="the true class index")
+    prediction_id: Text = Field(min_length=1, max_length=64)
+    label: int = Field(ge=0, le=MAX_LABEL, description="the true class index")
 
 
 class FeedbackResponse(BaseModel):
@@ -95,8 +121,8 @@ class FeedbackResponse(BaseModel):
 
 
 class ReloadRequest(_Body):
-    text_model: str | None = None
-    image_model: str | None = None
+    text_model: Text | None = None
+    image_model: Text | None = None
 
 
 class ReloadResponse(BaseModel):
@@ -106,3 +132,16 @@ class ReloadResponse(BaseModel):
 
 class ErrorResponse(BaseModel):
     detail: Any
+
+
+async def validation_error(request: Request, exc: Exception) -> Response:
+    """A 422 as FastAPI writes it (``{"detail": [errors]}``), its JSON with ASCII escapes:
+    the errors echo the input, and an input with a lone surrogate cannot be written as UTF-8
+    (FastAPI's own handler failed on it: a 500 and a dropped connection, not the 422)."""
+    from fastapi.encoders import jsonable_encoder
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import Response
+
+    assert isinstance(exc, RequestValidationError)
+    body = json.dumps({"detail": jsonable_encoder(exc.errors())}, separators=(",", ":"))
+    return Response(body, status_code=422, media_type="application/json")

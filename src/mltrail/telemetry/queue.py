@@ -8,7 +8,17 @@ with backoff (0.5 s doubling to 30 s), so a store that is down loses nothing and
 other sink; only a full queue or a full retry buffer drops records, and every drop is counted
 (``/metrics``). On shutdown (the server's SIGTERM ends in :meth:`Telemetry.close`) the writer
 drains the queue and flushes every sink; what a sink still refuses is spilled to
-``<spill_dir>/<sink>.jsonl`` and sent first on the next start.
+``<spill_dir>/<sink>.jsonl`` and sent first on the next start. The spill file is kept until
+the sink has taken every record it holds (a crash while it is being re-sent loses nothing:
+the next start sends it again, and the stores' keyed inserts store each record once); a line
+that cannot be read (a file cut short) is skipped, logged and counted, never fatal; a spill
+that cannot be written (a full disk) is logged and counted, never an error out of shutdown.
+
+A write that fails for a reason in the data (:func:`is_data_error`: a text the store cannot
+encode, an integer it cannot hold), not in the connection, is not retried as it is: the
+batch is split in halves until the records the sink refuses are alone, each of those is
+quarantined (``<spill_dir>/<sink>.quarantine.jsonl``, one JSON line with the error) and
+counted, and the rest are delivered. One bad record never holds back the others.
 
 Its own module, apart from the stores, because it knows nothing of SQL: the stores
 (``mltrail.telemetry.stores``) and the write-only sinks (``mltrail.telemetry.sinks``) are all
@@ -18,22 +28,35 @@ just :class:`Sink` to it.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from mltrail.telemetry.record import Record, record_from_dict
+from mltrail.telemetry.record import Record
+from mltrail.telemetry.spill import SpillFile
 
 if TYPE_CHECKING:
     from mltrail.telemetry.settings import TelemetrySettings
 
 log = logging.getLogger("mltrail.telemetry")
+
+
+class RecordsRejected(Exception):
+    """Raised by a sink whose write failed because of what the records hold (not because
+    the sink is unreachable): retrying the same batch would fail the same way."""
+
+
+def is_data_error(exc: BaseException) -> bool:
+    """Whether a failed write is the data's fault: a store's :class:`RecordsRejected`, or an
+    encoding/conversion error (orjson's ``JSONEncodeError`` is a ``TypeError``; a lone
+    surrogate a ``UnicodeEncodeError``; an integer past 64 bits an ``OverflowError``). A
+    connection, lock or disk error is none of these: that batch is retried whole."""
+    return isinstance(exc, RecordsRejected | TypeError | ValueError | OverflowError)
 
 
 class Sink(Protocol):
@@ -57,6 +80,12 @@ class Counters:
     dropped_retry_full: dict[str, int] = field(default_factory=dict)
     failures: dict[str, int] = field(default_factory=dict)
     pending: dict[str, int] = field(default_factory=dict)
+    quarantined: dict[str, int] = field(default_factory=dict)
+    """Records a sink refused for their data (written to its quarantine file)."""
+    spill_bad_lines: int = 0
+    """Spill-file lines that could not be read back (skipped, logged)."""
+    spill_failed: dict[str, int] = field(default_factory=dict)
+    """Records that could not be written to a spill file at shutdown (lost, logged)."""
 
 
 class _SinkState:
@@ -66,6 +95,8 @@ class _SinkState:
         self.capacity = capacity
         self.next_try = 0.0
         self.backoff = 0.5
+        self.from_spill = 0  # the buffer's first records that came from the spill file
+        self.settled = 0  # records of the chunk being written that were delivered/quarantined
 
 
 class Telemetry:
@@ -84,10 +115,13 @@ class Telemetry:
             self.counters.exported[state.sink.name] = 0
             self.counters.dropped_retry_full[state.sink.name] = 0
             self.counters.failures[state.sink.name] = 0
+            self.counters.quarantined[state.sink.name] = 0
+            self.counters.spill_failed[state.sink.name] = 0
         self._count_lock = threading.Lock()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="telemetry", daemon=True)
         self._spill = Path(settings.spill_dir)
+        self._files = {s.sink.name: SpillFile(self._spill, s.sink.name) for s in self._states}
 
     # -- the request side: never blocks --------------------------------------------------------
 
@@ -105,7 +139,12 @@ class Telemetry:
 
     def start(self) -> None:
         for state in self._states:
-            state.buffer.extend(self._read_spill(state.sink.name))
+            records, bad = self._files[state.sink.name].read()
+            self.counters.spill_bad_lines += bad
+            state.buffer.extend(records)
+            state.from_spill = len(records)
+            if not records:
+                self._files[state.sink.name].remove()  # nothing left in it worth keeping
         self._thread.start()
 
     def _take_batch(self) -> list[Record]:
@@ -125,39 +164,87 @@ class Telemetry:
 
     def _deliver(self, batch: list[Record], force: bool = False) -> None:
         for state in self._states:
-            name = state.sink.name
             state.buffer.extend(batch)
             overflow = len(state.buffer) - state.capacity
-            for _ in range(max(overflow, 0)):  # only a full buffer drops, oldest first
-                state.buffer.popleft()
-                self.counters.dropped_retry_full[name] += 1
-            if not state.buffer or (not force and time.monotonic() < state.next_try):
-                continue
-            while state.buffer:
-                chunk = list(_first(state.buffer, self.settings.batch_size))
-                try:
-                    state.sink.write(chunk)
-                except Exception as exc:  # a sink's failure must not stop the others
-                    self.counters.failures[name] += 1
-                    state.next_try = time.monotonic() + state.backoff
-                    state.backoff = min(state.backoff * 2, 30.0)
-                    log.warning(
-                        "telemetry sink %s failed (%s: %s); %d records kept for retry",
-                        name,
-                        type(exc).__name__,
-                        exc,
-                        len(state.buffer),
-                    )
-                    break
-                for _ in chunk:
-                    state.buffer.popleft()
-                self.counters.exported[name] += len(chunk)
-                state.backoff = 0.5
+            if overflow > 0:  # only a full buffer drops, oldest first
+                self._settle(state, overflow)
+                self.counters.dropped_retry_full[state.sink.name] += overflow
+            if state.buffer and (force or time.monotonic() >= state.next_try):
+                self._flush(state)
         for state in self._states:
             self.counters.pending[state.sink.name] = len(state.buffer)
 
-    def close(self, timeout_s: float = 30.0) -> None:
-        """Drain the queue, flush every sink (retrying until ``timeout_s``), spill the rest."""
+    def _flush(self, state: _SinkState) -> None:
+        name = state.sink.name
+        while state.buffer:
+            chunk = list(_first(state.buffer, self.settings.batch_size))
+            state.settled = 0
+            try:
+                self._write_or_split(state, chunk)
+            except Exception as exc:  # a sink's failure must not stop the others
+                self._settle(state, state.settled)
+                self.counters.failures[name] += 1
+                state.next_try = time.monotonic() + state.backoff
+                state.backoff = min(state.backoff * 2, 30.0)
+                log.warning(
+                    "telemetry sink %s failed (%s: %s); %d records kept for retry",
+                    name,
+                    type(exc).__name__,
+                    exc,
+                    len(state.buffer),
+                )
+                return
+            self._settle(state, len(chunk))
+            state.backoff = 0.5
+
+    def _write_or_split(self, state: _SinkState, records: list[Record]) -> None:
+        """Write ``records``; when the sink refuses them for their data, write each half
+        alone, down to single records, which are quarantined. A failure of any other kind
+        is raised (the records from the first not settled on are kept for retry)."""
+        try:
+            state.sink.write(records)
+        except Exception as exc:
+            if not is_data_error(exc):
+                raise
+            if len(records) == 1:
+                self._quarantine(state, records[0], exc)
+                state.settled += 1
+                return
+            middle = len(records) // 2
+            self._write_or_split(state, records[:middle])
+            self._write_or_split(state, records[middle:])
+            return
+        self.counters.exported[state.sink.name] += len(records)
+        state.settled += len(records)
+
+    def _quarantine(self, state: _SinkState, record: Record, exc: Exception) -> None:
+        name = state.sink.name
+        self.counters.quarantined[name] += 1
+        log.error(
+            "telemetry sink %s refused a %s record (%s: %s); quarantined in %s",
+            name,
+            record.kind,
+            type(exc).__name__,
+            exc,
+            self._files[name].quarantine,
+        )
+        self._files[name].quarantine_record(record, exc)
+
+    def _settle(self, state: _SinkState, n: int) -> None:
+        """The buffer's first ``n`` records are done with (delivered, quarantined or
+        dropped); once every record of the spill file is, the file goes."""
+        for _ in range(n):
+            state.buffer.popleft()
+        if state.from_spill:
+            state.from_spill = max(state.from_spill - n, 0)
+            if not state.from_spill:
+                self._files[state.sink.name].remove()
+
+    def close(self, timeout_s: float | None = None) -> None:
+        """Drain the queue, flush every sink (retrying until ``timeout_s``, by default the
+        settings' ``shutdown_timeout_s``), spill the rest."""
+        if timeout_s is None:
+            timeout_s = self.settings.shutdown_timeout_s
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join()
@@ -170,38 +257,51 @@ class Telemetry:
             if not any(s.buffer for s in self._states) or time.monotonic() > deadline:
                 break
             time.sleep(0.2)
+        spilled: dict[str, int] = {}
         for state in self._states:
             if state.buffer:
-                self._write_spill(state.sink.name, state.buffer)
-                log.warning(
-                    "telemetry sink %s still down at shutdown: %d records spilled to %s",
-                    state.sink.name,
-                    len(state.buffer),
-                    self._spill,
-                )
+                spilled[state.sink.name] = self._spill_at_shutdown(state)
             with contextlib.suppress(Exception):
                 state.sink.close()
+        c = self.counters
+        log.info(
+            "telemetry closed: exported %s, spilled %s, spill failed %s, quarantined %s, "
+            "dropped %d (queue full) %s (retry buffer full), bad spill lines %d",
+            c.exported,
+            spilled,
+            c.spill_failed,
+            c.quarantined,
+            c.dropped_queue_full,
+            c.dropped_retry_full,
+            c.spill_bad_lines,
+        )
 
-    # -- spill files: what a sink had not taken at shutdown ------------------------------------
-
-    def _spill_path(self, sink: str) -> Path:
-        return self._spill / f"{sink}.jsonl"
-
-    def _write_spill(self, sink: str, records: Iterable[Record]) -> None:
-        self._spill.mkdir(parents=True, exist_ok=True)
-        with self._spill_path(sink).open("a", encoding="utf-8") as f:
-            for record in records:
-                f.write(json.dumps(asdict(record)) + "\n")
-            f.flush()
-
-    def _read_spill(self, sink: str) -> list[Record]:
-        path = self._spill_path(sink)
-        if not path.is_file():
-            return []
-        records = [record_from_dict(json.loads(line)) for line in path.read_text().splitlines()]
-        path.unlink()  # now in the sink's retry buffer; spilled again if still undelivered
-        log.info("telemetry sink %s: %d spilled records to send", sink, len(records))
-        return records
+    def _spill_at_shutdown(self, state: _SinkState) -> int:
+        """Write the sink's spill file; the number of records it now holds."""
+        name, n = state.sink.name, len(state.buffer)
+        try:
+            # The whole buffer replaces the file: it still holds the file's undelivered records.
+            self._files[name].write(state.buffer)
+        except Exception as exc:  # a full disk: counted and logged, never out of shutdown
+            lost = n - state.from_spill  # the old file, still in place, holds the rest
+            self.counters.spill_failed[name] += lost
+            log.error(
+                "telemetry sink %s still down at shutdown and its spill file %s cannot be "
+                "written (%s: %s): %d records lost",
+                name,
+                self._files[name].path,
+                type(exc).__name__,
+                exc,
+                lost,
+            )
+            return state.from_spill
+        log.warning(
+            "telemetry sink %s still down at shutdown: %d records spilled to %s",
+            name,
+            n,
+            self._files[name].path,
+        )
+        return n
 
     @property
     def depth(self) -> int:

@@ -33,6 +33,17 @@ SCHEMA_TABLE = "mltrail_telemetry_schema"
 """One row per applied migration (version, when). The same name in every store; PostgreSQL
 stores have had it since their first version, so existing shared databases carry on."""
 WINDOW_LIMIT = 100_000
+FIND_PREDICTION = "SELECT endpoint, model_version FROM predictions WHERE prediction_id = {m}"
+
+
+@dataclass(frozen=True)
+class PredictionRef:
+    """A stored prediction's endpoint and the version of the model that made it."""
+
+    endpoint: str
+    model_version: str
+
+
 Statement = tuple[str, Sequence[Any]]
 """SQL and its parameters."""
 
@@ -58,6 +69,10 @@ class TelemetryStore(Protocol):
         """The schema version the store holds (0: none, or made before versions existed)."""
 
     def has_prediction(self, prediction_id: str) -> bool: ...
+
+    def find_prediction(self, prediction_id: str) -> PredictionRef | None:
+        """Which endpoint and model version made the prediction ``prediction_id`` (``None``
+        when it is not stored): what ``/feedback`` checks a label against."""
 
     def read_window(self, where: Filter | None = None, limit: int = WINDOW_LIMIT) -> Window:
         """The newest ``limit`` predictions ``where`` matches (any when None), oldest first,
@@ -161,6 +176,9 @@ class SQLStore(ABC):
 
     @abstractmethod
     def has_prediction(self, prediction_id: str) -> bool: ...
+
+    @abstractmethod
+    def find_prediction(self, prediction_id: str) -> PredictionRef | None: ...
 
     # -- shared --------------------------------------------------------------------------------
 

@@ -14,6 +14,7 @@ extra.
 from __future__ import annotations
 
 import contextlib
+import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -22,8 +23,16 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from mltrail.errors import MltrailError
+from mltrail.telemetry.queue import RecordsRejected
 from mltrail.telemetry.record import TABLES, Record, Table
-from mltrail.telemetry.stores.base import SCHEMA_TABLE, Migration, SQLStore, Statement
+from mltrail.telemetry.stores.base import (
+    FIND_PREDICTION,
+    SCHEMA_TABLE,
+    Migration,
+    PredictionRef,
+    SQLStore,
+    Statement,
+)
 
 MIGRATION_LOCK = 7270011
 """The advisory lock id migrations hold (any constant that other applications do not use)."""
@@ -77,6 +86,10 @@ class PostgresStore(SQLStore):
         super().__init__()
         # psycopg takes postgresql:// and postgres://; SQLAlchemy's driver suffix is ours.
         self.dsn = dsn.replace("postgresql+psycopg://", "postgresql://", 1)
+        # Lookups (/feedback) reuse one connection per request thread (see SQLiteStore).
+        self._local = threading.local()
+        self._readers: list[psycopg.Connection[Any]] = []
+        self._readers_lock = threading.Lock()
 
     @property
     def location(self) -> str:
@@ -118,16 +131,52 @@ class PostgresStore(SQLStore):
                 for sql, rows in tables:
                     if rows:
                         conn.execute(sql, (orjson.dumps(rows).decode(),))
+        except (
+            psycopg.errors.DataError,
+            psycopg.errors.IntegrityError,
+            TypeError,  # orjson: a lone surrogate, an integer past 64 bits
+            ValueError,
+            OverflowError,
+        ) as exc:  # the data's fault: the connection is fine, keep it
+            raise RecordsRejected(f"{type(exc).__name__}: {exc}") from exc
         except Exception:
-            self.close()  # reconnect on the next try: the server may have restarted
+            self._drop_writer()  # reconnect on the next try: the server may have restarted
             raise
 
+    def _drop_writer(self) -> None:
+        if self._conn is not None:
+            with contextlib.suppress(Exception):
+                self._conn.close()
+            self._conn = None
+
     def has_prediction(self, prediction_id: str) -> bool:
-        with psycopg.connect(self.dsn, connect_timeout=5) as conn:
-            try:
-                row = conn.execute(
-                    "SELECT 1 FROM predictions WHERE prediction_id = %s", (prediction_id,)
-                ).fetchone()
-            except psycopg.errors.UndefinedTable:
-                return False
-        return row is not None
+        return self.find_prediction(prediction_id) is not None
+
+    def find_prediction(self, prediction_id: str) -> PredictionRef | None:
+        """On the calling thread's connection (autocommit: each lookup sees the latest
+        rows), opened on its first lookup and kept; dropped after an error."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None or conn.closed:
+            conn = psycopg.connect(self.dsn, connect_timeout=5, autocommit=True)
+            self._local.conn = conn
+            with self._readers_lock:
+                self._readers.append(conn)
+        try:
+            row = conn.execute(FIND_PREDICTION.format(m=self.mark), (prediction_id,)).fetchone()
+        except psycopg.errors.UndefinedTable:
+            return None
+        except psycopg.Error:
+            self._local.conn = None
+            with contextlib.suppress(Exception):
+                conn.close()
+            raise
+        return None if row is None else PredictionRef(row[0], row[1])
+
+    def close(self) -> None:
+        super().close()
+        with self._readers_lock:
+            readers, self._readers = self._readers, []
+        for conn in readers:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._local = threading.local()
