@@ -191,3 +191,13 @@ def test_a_failed_retrain_leaves_the_serving_model_untouched(project: Path, serv
     ]
     assert [r["outcome"].split()[0] for r in records] == ["promoted", "not", "failed:"]
     assert records[-1]["steps"][-1]["step"] == "error"
+
+
+def test_labels_out_of_the_models_classes_never_become_training_data() -> None:
+    from mltrail.release.retrain import within_classes
+    from mltrail.telemetry import Labelled
+
+    rows = [Labelled(f"p{i}", float(i), "v", 0, label, "text") for i, label in
+            enumerate([0, 1, 5, -1, 2**40, 1])]  # fmt: skip
+    kept, skipped = within_classes(rows, classes=2)
+    assert [r.prediction_id for r in kept] == ["p0", "p1", "p5"] and skipped == 3

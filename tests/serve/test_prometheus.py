@@ -115,7 +115,9 @@ def known_metric_names() -> set[str]:
     for family in text_string_to_metric_families(exposed):
         names |= {s.name for s in family.samples}
     # The telemetry collector's families, read from its source (they need a live writer).
-    source = (REPO / "src/mltrail/serve/metrics.py").read_text()
+    source = "".join(
+        (REPO / "src/mltrail" / f).read_text() for f in ("serve/metrics.py", "telemetry/metrics.py")
+    )
     for kind, name in re.findall(r'(Counter|Gauge)MetricFamily\(\s*"(\w+)"', source):
         names.add(f"{name}_total" if kind == "Counter" else name)
     return names

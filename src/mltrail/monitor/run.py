@@ -40,12 +40,13 @@ class MonitoredModel:
 
 def monitored_model(source: str) -> MonitoredModel:
     """The model a server runs from ``source`` (folder or MLflow URI), with its reference."""
-    from mltrail.models.loading import load_verified_reference, resolve, verify
+    from mltrail.models.loading import load_verified_reference, local_copy, verify
 
-    model_dir = resolve(source)
-    manifest = verify(model_dir)
-    # Verified like the model file, as the server does: the same reference it projects with.
-    reference = load_verified_reference(model_dir, manifest)
+    # An MLflow download is removed once read: the manifest and reference live in memory.
+    with local_copy(source) as model_dir:
+        manifest = verify(model_dir)
+        # Verified like the model file, as the server does: the same reference it projects with.
+        reference = load_verified_reference(model_dir, manifest)
     if reference is None:
         raise MltrailError(
             f"{source} was trained without a monitoring reference",

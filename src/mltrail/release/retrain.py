@@ -44,7 +44,7 @@ from mltrail.errors import MltrailError
 from mltrail.fsio import sha256_file
 from mltrail.monitor.run import monitored_model, run_check
 from mltrail.release.promote import promote, reload_server, serving_source
-from mltrail.telemetry import read_labelled
+from mltrail.telemetry import Labelled, read_labelled
 
 log = logging.getLogger(__name__)
 LOOP = "loop.jsonl"
@@ -156,6 +156,20 @@ def _load_split(task: str, path: Path, recent_only: bool = False) -> tuple[Any, 
     return x, y.astype(np.int64)
 
 
+def within_classes(rows: list[Labelled], classes: int) -> tuple[list[Labelled], int]:
+    """The rows whose label is a class index of the model (0 .. classes - 1), and how many were
+    not. The server checks labels as they arrive; labels stored before it did (or written to
+    the store by something else) must not become training data."""
+    kept = [r for r in rows if 0 <= r.label < classes]
+    if len(kept) < len(rows):
+        log.warning(
+            "%d feedback labels out of the model's %d classes left out",
+            len(rows) - len(kept),
+            classes,
+        )
+    return kept, len(rows) - len(kept)
+
+
 def accuracy(source: str, task: str, inputs: Any, labels: np.ndarray) -> float | None:
     from mltrail.models.loading import load
 
@@ -226,7 +240,9 @@ def retrain_once(
             return record.as_dict()
 
         after = _last_feedback_time(log_path)
-        rows = read_labelled(store, spec.endpoint, after)
+        rows, out_of_range = within_classes(
+            read_labelled(store, spec.endpoint, after), len(model.reference.classes)
+        )
         if not rows:
             raise MltrailError(
                 "no labelled production data to retrain on since the last batch",
@@ -254,6 +270,7 @@ def retrain_once(
             files={str(f): sha256_file(f) for f in (batch.train, batch.eval)},
             newest_prediction_time=rows[-1].time,
             shift_started=shift,
+            out_of_range_labels=out_of_range,
         )
 
         data_dir, model_dir = stage_paths(p.stage)
