@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from mltrail.errors import MltrailError
 from mltrail.telemetry.record import (
@@ -135,6 +136,45 @@ JOIN feedback f ON f.prediction_id = p.prediction_id
 WHERE p.endpoint = {m} AND p.time > {m}
   AND f.time = (SELECT max(f2.time) FROM feedback f2 WHERE f2.prediction_id = p.prediction_id)
 ORDER BY p.time"""
+
+
+class _Closable(Protocol):
+    def close(self) -> None: ...
+
+
+C = TypeVar("C", bound=_Closable)
+
+
+class ThreadConnections(Generic[C]):
+    """One kept connection per calling thread (the stores' lookups, asked from the request
+    thread pool: opening one per request cost more than the query), all closed together."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+        self._all: list[C] = []
+        self._lock = threading.Lock()
+
+    def get(self) -> C | None:
+        conn: C | None = getattr(self._local, "conn", None)
+        return conn
+
+    def keep(self, conn: C) -> C:
+        self._local.conn = conn
+        with self._lock:
+            self._all.append(conn)
+        return conn
+
+    def drop(self) -> None:
+        """Forget this thread's connection (after an error: the next lookup opens another)."""
+        self._local.conn = None
+
+    def close_all(self) -> None:
+        with self._lock:
+            kept, self._all = self._all, []
+        for conn in kept:
+            with contextlib.suppress(Exception):
+                conn.close()
+        self._local = threading.local()
 
 
 class SQLStore(ABC):

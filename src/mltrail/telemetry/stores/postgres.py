@@ -14,7 +14,6 @@ extra.
 from __future__ import annotations
 
 import contextlib
-import threading
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -32,6 +31,7 @@ from mltrail.telemetry.stores.base import (
     PredictionRef,
     SQLStore,
     Statement,
+    ThreadConnections,
 )
 
 MIGRATION_LOCK = 7270011
@@ -87,9 +87,7 @@ class PostgresStore(SQLStore):
         # psycopg takes postgresql:// and postgres://; SQLAlchemy's driver suffix is ours.
         self.dsn = dsn.replace("postgresql+psycopg://", "postgresql://", 1)
         # Lookups (/feedback) reuse one connection per request thread (see SQLiteStore).
-        self._local = threading.local()
-        self._readers: list[psycopg.Connection[Any]] = []
-        self._readers_lock = threading.Lock()
+        self._readers: ThreadConnections[psycopg.Connection[Any]] = ThreadConnections()
 
     @property
     def location(self) -> str:
@@ -155,18 +153,16 @@ class PostgresStore(SQLStore):
     def find_prediction(self, prediction_id: str) -> PredictionRef | None:
         """On the calling thread's connection (autocommit: each lookup sees the latest
         rows), opened on its first lookup and kept; dropped after an error."""
-        conn = getattr(self._local, "conn", None)
+        conn = self._readers.get()
         if conn is None or conn.closed:
             conn = psycopg.connect(self.dsn, connect_timeout=5, autocommit=True)
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
+            self._readers.keep(conn)
         try:
             row = conn.execute(FIND_PREDICTION.format(m=self.mark), (prediction_id,)).fetchone()
         except psycopg.errors.UndefinedTable:
             return None
         except psycopg.Error:
-            self._local.conn = None
+            self._readers.drop()
             with contextlib.suppress(Exception):
                 conn.close()
             raise
@@ -174,9 +170,4 @@ class PostgresStore(SQLStore):
 
     def close(self) -> None:
         super().close()
-        with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for conn in readers:
-            with contextlib.suppress(Exception):
-                conn.close()
-        self._local = threading.local()
+        self._readers.close_all()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-import threading
 from collections.abc import Iterator, Sequence
 from operator import attrgetter
 from pathlib import Path
@@ -33,6 +32,7 @@ from mltrail.telemetry.stores.base import (
     PredictionRef,
     SQLStore,
     Statement,
+    ThreadConnections,
 )
 
 
@@ -83,9 +83,7 @@ class SQLiteStore(SQLStore):
         self.path = Path(path)
         # Lookups (/feedback) reuse one read-only connection per request thread: opening one
         # per request cost more than the query (a flood of unknown ids: 1,080 -> 143 req/s).
-        self._local = threading.local()
-        self._readers: list[sqlite3.Connection] = []
-        self._readers_lock = threading.Lock()
+        self._readers: ThreadConnections[sqlite3.Connection] = ThreadConnections()
 
     @classmethod
     def from_uri(cls, uri: str) -> SQLiteStore:
@@ -163,15 +161,13 @@ class SQLiteStore(SQLStore):
     def find_prediction(self, prediction_id: str) -> PredictionRef | None:
         """On the calling thread's read-only connection (asked from the request thread
         pool), opened on its first lookup and kept."""
-        conn = getattr(self._local, "conn", None)
+        conn = self._readers.get()
         if conn is None:
             try:
                 conn = self._read_only()
             except sqlite3.OperationalError:  # no file yet: nothing stored
                 return None
-            self._local.conn = conn
-            with self._readers_lock:
-                self._readers.append(conn)
+            self._readers.keep(conn)
         try:
             # fetchall: the statement runs to its end, so no read transaction stays open on
             # the kept connection (it would pin an old snapshot and hold back checkpoints).
@@ -182,9 +178,4 @@ class SQLiteStore(SQLStore):
 
     def close(self) -> None:
         super().close()
-        with self._readers_lock:
-            readers, self._readers = self._readers, []
-        for conn in readers:
-            with contextlib.suppress(Exception):
-                conn.close()
-        self._local = threading.local()
+        self._readers.close_all()
