@@ -3,11 +3,14 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -26,7 +29,8 @@ POSTGRES_ADMIN = os.environ.get(
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """A test that uses a real service carries its marker (``-m "not postgres"``, ``-m "not
-    sshd"`` leave them out), by the fixture it asks for: a new test is marked by using it."""
+    sshd"``, ``-m "not s3"`` leave them out), by the fixture it asks for: a new test is marked
+    by using it."""
     for item in items:
         names = set(getattr(item, "fixturenames", ()))
         callspec = getattr(item, "callspec", None)
@@ -35,6 +39,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.postgres)
         if "ssh_host" in names:
             item.add_marker(pytest.mark.sshd)
+        if names & {"s3_bucket", "moto_s3"}:
+            item.add_marker(pytest.mark.s3)
 
 
 @pytest.fixture(autouse=True)
@@ -116,6 +122,111 @@ def postgres_dsn() -> Iterator[str]:
     pytest.importorskip("psycopg")
     with fresh_database() as dsn:
         yield dsn
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """moto's S3 server (``moto_server``: the S3 HTTP API, a stand-in for MinIO or AWS S3)
+    on loopback for the whole session; its endpoint URL. Tests take ``s3_bucket``."""
+    pytest.importorskip("moto.server")
+    pytest.importorskip("boto3")
+    port = free_port()
+    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "moto_server"), "-H", "127.0.0.1", "-p", str(port)],
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    try:
+        _wait_for_moto(endpoint, proc, log)
+        yield endpoint
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _wait_for_moto(endpoint: str, proc: subprocess.Popen[bytes], log: Path) -> None:
+    import httpx
+
+    deadline = time.monotonic() + 60
+    while True:
+        if proc.poll() is not None:
+            raise RuntimeError(f"moto_server exited ({proc.returncode}):\n{log.read_text()}")
+        try:
+            if httpx.get(f"{endpoint}/moto-api/", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"moto_server did not answer:\n{log.read_text()}")
+        time.sleep(0.2)
+
+
+AWS_TEST_ENV = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+}
+"""moto accepts any keys; dummy ones, so that nothing can reach a real AWS account."""
+AWS_UNSET = (
+    "AWS_PROFILE",
+    "AWS_SESSION_TOKEN",
+    "AWS_ENDPOINT_URL",
+    "AWS_ENDPOINT_URL_S3",
+    "MLFLOW_S3_ENDPOINT_URL",
+)
+
+
+@dataclass(frozen=True)
+class S3Bucket:
+    """An empty bucket of its own on the session's moto S3 server."""
+
+    endpoint: str
+    name: str
+
+    @property
+    def uri(self) -> str:
+        return f"s3://{self.name}"
+
+    def client(self) -> Any:
+        """A boto3 client with the dummy keys given here, not read from the environment: a
+        test may take them away to show that a client of the tracking server needs none."""
+        import boto3
+
+        return boto3.client(
+            "s3",
+            endpoint_url=self.endpoint,
+            aws_access_key_id=AWS_TEST_ENV["AWS_ACCESS_KEY_ID"],
+            aws_secret_access_key=AWS_TEST_ENV["AWS_SECRET_ACCESS_KEY"],
+            region_name=AWS_TEST_ENV["AWS_DEFAULT_REGION"],
+        )
+
+    def keys(self, prefix: str = "") -> list[str]:
+        """Every object's key under ``prefix``, sorted."""
+        pages = (
+            self.client().get_paginator("list_objects_v2").paginate(Bucket=self.name, Prefix=prefix)
+        )
+        return sorted(obj["Key"] for page in pages for obj in page.get("Contents", []))
+
+
+@pytest.fixture
+def s3_bucket(moto_s3: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> S3Bucket:
+    """A fresh bucket on moto's S3 server, created with boto3; dummy AWS credentials in the
+    environment (inherited by the processes a test starts), the developer's own AWS settings
+    and files out of reach."""
+    for var, value in AWS_TEST_ENV.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "no-aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "no-aws-credentials"))
+    # Without keys, botocore would otherwise ask the EC2 metadata address (seconds of timeouts).
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    for var in AWS_UNSET:
+        monkeypatch.delenv(var, raising=False)
+    bucket = S3Bucket(moto_s3, f"mltrail-{uuid.uuid4().hex[:12]}")
+    bucket.client().create_bucket(Bucket=bucket.name)
+    return bucket
 
 
 def shared_datasets() -> Path:

@@ -20,7 +20,8 @@ class SyncArgs(ParamsArgs):
 @dataclass(frozen=True, kw_only=True)
 class ServerArgs(Args):
     backend_store_uri: str
-    artifacts: Path
+    artifacts: str
+    s3_endpoint_url: str | None
     host: str
     port: int
     workers: int
@@ -69,6 +70,7 @@ def cmd_tracking_server(args: ServerArgs) -> int:
         port=args.port,
         workers=args.workers,
         allowed_hosts=args.allowed_hosts,
+        s3_endpoint_url=args.s3_endpoint_url,
     )
     if args.print:
         argv, env = server.command()
@@ -97,13 +99,27 @@ def register(parser: argparse.ArgumentParser) -> None:
         "server",
         help="run a team's MLflow tracking server (PostgreSQL store, served artifacts)",
         description="""Creates the PostgreSQL database if needed, then runs `mlflow server` with it
-        as the backend store, artifacts served from --artifacts, no job runner. Clients point at
-        it with one setting: parser.mlflow_uri: http://HOST:PORT.""",
+        as the backend store, artifacts served from --artifacts (a folder, or s3://BUCKET/PATH,
+        checked reachable first), no job runner. Clients point at it with one setting:
+        tracking.mlflow_uri: http://HOST:PORT; they upload and download artifacts through it and
+        need no cloud credentials. The server reads its own from the environment
+        (AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, or AWS_PROFILE / ~/.aws/credentials).""",
     )
     server.add_argument(
         "--backend-store-uri", default="postgresql://postgres@127.0.0.1:5432/mlflow"
     )
-    server.add_argument("--artifacts", type=Path, default=Path("mlartifacts"))
+    # A string: Path("s3://bucket/x") would be the local folder s3:/bucket/x.
+    server.add_argument(
+        "--artifacts",
+        default="mlartifacts",
+        help="where artifacts are stored: a folder, or s3://BUCKET/PATH (default: mlartifacts)",
+    )
+    server.add_argument(
+        "--s3-endpoint-url",
+        metavar="URL",
+        help="an S3-compatible store (MinIO, moto) for s3:// artifacts, passed to the server as "
+        "$MLFLOW_S3_ENDPOINT_URL (default: AWS S3, or that variable)",
+    )
     server.add_argument("--host", default="127.0.0.1")
     server.add_argument("--port", type=int, default=5000)
     server.add_argument("--workers", type=int, default=2)
