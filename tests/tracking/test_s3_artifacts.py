@@ -81,6 +81,7 @@ def test_a_uri_stays_a_uri_and_a_folder_becomes_absolute(
 
 
 @pytest.mark.slow
+@pytest.mark.postgres
 def test_a_tracked_model_lands_in_the_bucket_and_loads_back_through_the_server(
     s3_team_server: S3TeamServer,
     s3_bucket: S3Bucket,
