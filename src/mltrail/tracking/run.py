@@ -6,7 +6,7 @@
         run.log_model(ModelRef(...))
 
 With trackers chosen, starting the run writes the journal's first line and starts the exporter
-(``python -m mltrail.tracking.export``) as a detached, low-priority process: it imports the
+(``python -m mltrail.tracking.export``) as a detached process at idle CPU priority: it imports the
 heavy clients while training runs, replays the journal into each backend as it grows, and
 finishes the backend runs when the journal ends. Leaving the ``with`` block records the final
 status: ``finished``, ``failed`` on an exception, ``killed`` on Ctrl-C or SIGTERM.
@@ -217,7 +217,14 @@ def spawn_exporter(
         options += ["--writer-pid", str(writer_pid)]
     if warm:
         options += ["--warm", ",".join(warm)]
-    command = 'log=$1; shift; exec "$0" -m mltrail.tracking.export "$@" >>"$log" 2>&1 </dev/null &'
+    # Idle CPU priority from the first instruction (util-linux's chrt; without it the exporter
+    # drops to idle itself once its interpreter is up), inherited by whatever it starts (W&B's
+    # service): its imports overlap the training's, and on a busy machine they must take only
+    # CPU the training does not want (see export._prewarm).
+    command = (
+        'log=$1; shift; idle=; command -v chrt >/dev/null 2>&1 && idle="chrt --idle 0"; '
+        'exec $idle "$0" -m mltrail.tracking.export "$@" >>"$log" 2>&1 </dev/null &'
+    )
     subprocess.run(
         ["sh", "-c", command, sys.executable, str(log), str(run_dir), *options],
         check=True,
