@@ -35,4 +35,8 @@ def test_the_summary_says_how_many_labels_it_skipped() -> None:
     summary = summarize(_with_bad_labels(7), classes=2)
     assert summary["feedback"]["labelled"] == 60 and summary["feedback"]["out_of_range"] == 7
     assert "; 7 labels out of the model's classes skipped" in render_summary(summary)
-    assert summarize(_with_bad_labels(7))["feedback"]["out_of_range"] == 0  # classes unknown
+    unchecked = summarize(_with_bad_labels(7))  # no class count: nothing to check against
+    assert unchecked["feedback"]["out_of_range"] is None
+    assert "labels not checked against the model's classes (give --model)" in render_summary(
+        unchecked
+    )

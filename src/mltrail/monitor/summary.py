@@ -33,7 +33,8 @@ def _percentiles(values: list[float], points: tuple[int, ...]) -> dict[str, floa
 
 def summarize(window: Window, classes: int | None = None) -> dict[str, Any]:
     """The window condensed; with ``classes`` (the model's class count), feedback labels out
-    of that range are skipped and counted (``feedback.out_of_range``), not scored."""
+    of that range are skipped and counted (``feedback.out_of_range``), not scored; without,
+    every label is scored and ``out_of_range`` is None (not checked)."""
     predictions = window.predictions
     n = len(predictions)
     if n == 0:
@@ -64,7 +65,8 @@ def summarize(window: Window, classes: int | None = None) -> dict[str, Any]:
         "feedback": {
             "labelled": len(labelled),
             "accuracy": correct / len(labelled) if labelled else None,
-            "out_of_range": out_of_range,
+            # None: not checked (no model named, so no class count), which a 0 would hide.
+            "out_of_range": out_of_range if classes is not None else None,
         },
     }
 
@@ -100,10 +102,14 @@ def render_summary(summary: dict[str, Any]) -> str:
         lines.append(
             "inputs      " + ", ".join(f"{k} {v:.4g}" for k, v in summary["inputs"].items())
         )
-    skipped = feedback.get("out_of_range", 0)
+    skipped = feedback.get("out_of_range")
+    if skipped is None and feedback["labelled"]:
+        checked = "; labels not checked against the model's classes (give --model)"
+    else:
+        checked = f"; {skipped} labels out of the model's classes skipped" if skipped else ""
     lines.append(
         f"feedback    {feedback['labelled']} labelled"
         + (f", live accuracy {accuracy:.3f}" if accuracy is not None else "")
-        + (f"; {skipped} labels out of the model's classes skipped" if skipped else "")
+        + checked
     )
     return "\n".join(lines)
