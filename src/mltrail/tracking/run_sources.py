@@ -300,7 +300,7 @@ def read_wandb(run_dirs: list[Path]) -> Read:
         return Read()
     core = _wandb_core()
     if core is None:
-        return Read(gaps=[Gap("wandb", str(run_dirs[0].parent), "the wandb package is missing")])
+        return Read(gaps=[Gap("wandb", "*", "the wandb package is missing")])
     read = Read()
     with ThreadPoolExecutor(max_workers=4) as pool:
         for item in pool.map(lambda d: _read_wandb_run(core, d), run_dirs):

@@ -235,8 +235,11 @@ def tracker_view(run: Merged, tracker: str, gaps: Sequence[Gap]) -> dict[str, An
 def _unreachable(run: Merged, tracker: str, gaps: Sequence[Gap]) -> str | None:
     journal = run.tools.get("journal") or {}
     target = journal.get("backends", {}).get(tracker)
+    if tracker == "wandb":  # W&B is read run folder by run folder: this run's folder
+        export = journal.get("exports", {}).get("wandb") or {}
+        target = str(Path(export["run_dir"]).resolve()) if export.get("run_dir") else None
     for gap in gaps:
-        if gap.tool == tracker and (target is None or gap.target == target or tracker == "wandb"):
+        if gap.tool == tracker and gap.target in (target, "*"):
             return gap.error
     return None
 
