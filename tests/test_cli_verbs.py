@@ -27,6 +27,7 @@ DOCUMENTED = [
     "prepare",
     "train",
     "lineage",
+    "runs",
     "tracking",
     "clean",
     "bench",
