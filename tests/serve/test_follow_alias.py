@@ -44,13 +44,13 @@ def test_alias_poll_comes_from_the_environment(monkeypatch: pytest.MonkeyPatch) 
 
 @pytest.mark.parametrize("how", ["env", "argument"])
 def test_a_negative_alias_poll_is_refused(monkeypatch: pytest.MonkeyPatch, how: str) -> None:
-    overrides = {}
+    overrides: dict[str, object] = {}
     if how == "env":
         monkeypatch.setenv("MLTRAIL_ALIAS_POLL_S", "-1")
     else:
         overrides["alias_poll_s"] = -1
     with pytest.raises(ParamsError, match=r"alias_poll_s: .*-1\.0 is negative.*or 0 to stop"):
-        load_settings(**overrides)
+        load_settings(None, **overrides)
 
 
 def test_only_an_alias_is_followed() -> None:
