@@ -10,6 +10,12 @@
 #   (no Docker engine, no registry: scripts/build-image builds it with buildah from a local base)
 #   docker run -p 80:80 -e MLTRAIL_API_KEY=... -e MLTRAIL_IMAGE_TAG=mltrail:<tag> mltrail:latest
 #
+# Serving what the MLflow registry names instead of the baked-in models (the image has the MLflow
+# client, mlflow-skinny, not the server): the server follows the alias, so `mltrail promote`
+# reaches every replica, on any host, within MLTRAIL_ALIAS_POLL_S seconds (docs/serving.md):
+#   docker run ... -e MLFLOW_TRACKING_URI=http://mlflow:5000 \
+#     -e MLTRAIL_TEXT_MODEL=models:/mltrail-text@production mltrail:latest
+#
 # No secret goes into a layer or a build argument: the API key and the telemetry DSN are given
 # to `docker run` as environment variables. The server listens on 0.0.0.0, so it needs the key:
 # without MLTRAIL_API_KEY the container exits at start and says so (MLTRAIL_ADMIN_API_KEY: a
@@ -69,11 +75,14 @@ ENV PATH=/opt/venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     MLTRAIL_TEXT_MODEL=/app/models/text \
     MLTRAIL_IMAGE_MODEL=/app/models/image \
-    MLTRAIL_SERVE_SETTINGS=/app/serve.yaml
+    MLTRAIL_SERVE_SETTINGS=/app/serve.yaml \
+    MLFLOW_DISABLE_TELEMETRY=true
 COPY --chown=mltrail deploy/serve.yaml /app/serve.yaml
 # The build fails here, not the container at start, if a baked-in model cannot be served by
 # this environment (a CNN without model.onnx in an image without torch: retrain it).
+# The MLflow client that fetches and follows models:/<name>@<alias> must import as well.
 RUN PYTHONDONTWRITEBYTECODE=1 python -c "from mltrail.models.loading import load; \
+import mlflow.artifacts, mlflow.tracking; \
 print(load('/app/models/text', 'text').version, load('/app/models/image', 'image').runtime)"
 WORKDIR /data
 USER 10001

@@ -174,6 +174,10 @@ class ServeSettingsBase(_Declared):
     """Open connections (or requests in flight) beyond which a request gets 503."""
     pointer_file: Annotated[str | None, PATH] = None
     """A JSON file `{"text": ..., "image": ...}`; when it changes the server reloads."""
+    alias_poll_s: float = 5.0
+    """Seconds between asks of the MLflow registry which version a served
+    `models:/<name>@<alias>` names; when it changes, the server loads that version (as a hot
+    reload does). 0 turns it off; a folder, `runs:/` or `models:/<name>/<version>` is fixed."""
     image_tag: str | None = None
     """The container image tag, shown by /version."""
     log_inputs: bool = False
@@ -184,6 +188,16 @@ class ServeSettingsBase(_Declared):
     default: inputs may be personal data; turn it on knowingly."""
     telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     """Where prediction records go (the keys below)."""
+
+    @field_validator("alias_poll_s")
+    @classmethod
+    def _poll_not_negative(cls, value: float) -> float:
+        if value < 0:
+            raise ValueError(
+                f"{value} is negative: give the seconds between polls of the registry alias "
+                "(e.g. 5), or 0 to stop following it"
+            )
+        return value
 
     @field_validator("api_key", "admin_api_key")
     @classmethod

@@ -14,6 +14,7 @@ the model has an ONNX copy and onnxruntime is installed, else torch), ``onnx`` o
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import hashlib
 import importlib.util
 import shutil
@@ -53,6 +54,23 @@ class ModelLoadError(MltrailError):
     """The model cannot be served: missing, tampered with, or of an unknown kind."""
 
 
+class RegistryError(ModelLoadError):
+    """MLflow could not be asked (down, unreachable, or it refused): the model itself may be
+    fine, so a caller that retries asks again rather than giving the model up."""
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """A local folder for a source, and what it came from."""
+
+    model_dir: Path
+    temp: Path | None
+    """The temp folder holding a download (None: ``model_dir`` is the caller's own folder)."""
+    registry_version: str | None = None
+    """The registry version a ``models:/`` source resolved to (None for a folder or
+    ``runs:/``)."""
+
+
 @dataclass(frozen=True)
 class LoadedModel:
     kind: Kind
@@ -65,6 +83,9 @@ class LoadedModel:
     """Text models: (text, class) -> the terms that pushed the prediction towards it."""
     runtime: str = "numpy"
     """What runs the model: ``numpy`` (text), ``torch`` or ``onnx`` (the CNN)."""
+    registry_version: str | None = None
+    """For a ``models:/`` source: the MLflow registry version that was loaded (the alias
+    resolved once, before the download), what a server following the alias compares."""
 
     def predict_proba(self, inputs: Any) -> NDArray[np.float64]:
         return self.predict(inputs)[0]
@@ -105,32 +126,39 @@ def verify(model_dir: Path) -> Manifest:
 def resolve(source: str) -> Path:
     """A local folder for ``source``: a path, or an MLflow URI downloaded to a temp folder
     (left for the caller; :func:`local_copy` removes it itself)."""
-    return _fetch(source)[0]
+    return _fetch(source).model_dir
 
 
 @contextlib.contextmanager
 def local_copy(source: str) -> Iterator[Path]:
     """A local folder for ``source`` while the block runs; an MLflow download is removed after
     it, loaded or not (a loaded model lives in memory: nothing reads its files again)."""
-    model_dir, temp = _fetch(source)
+    with _fetched(source) as fetched:
+        yield fetched.model_dir
+
+
+@contextlib.contextmanager
+def _fetched(source: str) -> Iterator[Fetched]:
+    fetched = _fetch(source)
     try:
-        yield model_dir
+        yield fetched
     finally:
-        if temp is not None:
-            shutil.rmtree(temp, ignore_errors=True)
+        if fetched.temp is not None:
+            shutil.rmtree(fetched.temp, ignore_errors=True)
 
 
-def _fetch(source: str) -> tuple[Path, Path | None]:
-    """(the model folder, the temp folder that holds it, if it was downloaded)."""
+def _fetch(source: str) -> Fetched:
+    """``source``'s folder: the path itself, or a download into a new temp folder."""
     _check_source(source)
     if not source.startswith(("runs:/", "models:/")):
-        return Path(source), None
+        return Fetched(Path(source), None)
     temp = Path(tempfile.mkdtemp(prefix=TEMP_PREFIX))
     try:
-        return _download(source, temp), temp
+        model_dir, version = _download(source, temp)
     except BaseException:
         shutil.rmtree(temp, ignore_errors=True)
         raise
+    return Fetched(model_dir, temp, version)
 
 
 def _check_source(source: str) -> None:
@@ -142,24 +170,65 @@ def _check_source(source: str) -> None:
         )
 
 
-def _download(source: str, target: Path) -> Path:
-    import mlflow
+def split_registry_uri(source: str) -> tuple[str, str, str] | None:
+    """``models:/NAME@ALIAS`` -> (NAME, "@", ALIAS); ``models:/NAME/VERSION`` -> (NAME, "/",
+    VERSION); None for anything else."""
+    if not source.startswith("models:/"):
+        return None
+    rest = source.removeprefix("models:/")
+    name, at, alias = rest.partition("@")
+    if at:
+        return (name, "@", alias) if name and alias and "/" not in alias else None
+    name, _, number = rest.rpartition("/")
+    return (name, "/", number) if name and number else None
+
+
+def registry_version(name: str, alias: str) -> str:
+    """The version ``models:/NAME@ALIAS`` names now: one small registry call, no download.
+    :class:`RegistryError` when MLflow cannot answer (or has no such alias)."""
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
     try:
+        return str(MlflowClient().get_model_version_by_alias(name, alias).version)
+    except MlflowException as exc:
+        raise RegistryError(f"cannot resolve models:/{name}@{alias}: {exc.message}") from None
+    except OSError as exc:  # requests' ConnectionError and timeouts are OSErrors
+        raise RegistryError(f"cannot reach MLflow for models:/{name}@{alias}: {exc}") from None
+
+
+def _download(source: str, target: Path) -> tuple[Path, str | None]:
+    """The model folder of ``source`` (``runs:/`` or ``models:/``) downloaded into ``target``,
+    and the registry version it is (None for ``runs:/``). An alias is resolved once, to a
+    version and its run, and that run's files are downloaded: the version returned is the one
+    whose files these are, even if the alias moves during the download."""
+    import mlflow
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    number = None
+    try:
+        parts = split_registry_uri(source)
         if source.startswith("models:/"):
-            name, _, ref = source.removeprefix("models:/").partition("@")
+            if parts is None:
+                raise ModelLoadError(
+                    f"{source} is not a registry URI mltrail can load",
+                    hint="models:/<name>@<alias> or models:/<name>/<version>",
+                )
+            name, sep, ref = parts
             client = MlflowClient()
-            if ref:
+            if sep == "@":
                 version = client.get_model_version_by_alias(name, ref)
             else:
-                name, _, number = name.partition("/")
-                version = client.get_model_version(name, number)
+                version = client.get_model_version(name, ref)
+            number = str(version.version)
             source = f"runs:/{version.run_id}/{MLFLOW_ARTIFACT}"
-        return Path(mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(target)))
+        folder = mlflow.artifacts.download_artifacts(artifact_uri=source, dst_path=str(target))
+        return Path(folder), number
     except MlflowException as exc:
-        raise ModelLoadError(f"cannot fetch {source} from MLflow: {exc.message}") from None
+        raise RegistryError(f"cannot fetch {source} from MLflow: {exc.message}") from None
+    except OSError as exc:  # the server went away in the middle (requests' errors are OSErrors)
+        raise RegistryError(f"cannot fetch {source} from MLflow: {exc}") from None
 
 
 def load(source: str, kind: str) -> LoadedModel:
@@ -169,8 +238,9 @@ def load(source: str, kind: str) -> LoadedModel:
     if loader is None:
         raise ModelLoadError(f"no loader for {kind!r} models", hint=f"one of {', '.join(_LOADERS)}")
     try:
-        with local_copy(source) as model_dir:
-            return _load(source, kind, model_dir, loader)
+        with _fetched(source) as fetched:
+            model = _load(source, kind, fetched.model_dir, loader)
+            return dataclasses.replace(model, registry_version=fetched.registry_version)
     except MltrailError:
         raise
     except Exception as exc:

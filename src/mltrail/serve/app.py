@@ -28,6 +28,7 @@ from mltrail import __version__
 from mltrail.errors import MltrailError
 from mltrail.models.loading import load
 from mltrail.serve import schemas
+from mltrail.serve.follow import follow_aliases
 from mltrail.serve.middleware import LimitsAndMetrics
 from mltrail.serve.reload import watch_pointer
 from mltrail.serve.routers import admin, feedback, predict, status
@@ -76,7 +77,14 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     for kind, source in state.configured().items():
         model = await run_in_threadpool(load, source, kind)
         state.models.swap({kind: model})
-        log.info("serving %s model %s from %s (%s)", kind, model.version, source, model.runtime)
+        log.info(
+            "serving %s model %s from %s (%s%s)",
+            kind,
+            model.version,
+            source,
+            model.runtime,
+            f", registry version {model.registry_version}" if model.registry_version else "",
+        )
     sinks = build_sinks(settings.telemetry)
     # Feedback for a prediction older than the in-memory index is looked up in the store.
     state.store = next((s for s in sinks if isinstance(s, TelemetryStore)), None)
@@ -87,11 +95,15 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # loop for tens of milliseconds (the p99 latency, under load).
     gc.collect()
     gc.freeze()
-    watcher = asyncio.create_task(watch_pointer(state)) if settings.pointer_file else None
+    watchers = []
+    if settings.pointer_file:
+        watchers.append(asyncio.create_task(watch_pointer(state)))
+    if settings.alias_poll_s > 0:  # follows the models:/NAME@ALIAS sources, if any
+        watchers.append(asyncio.create_task(follow_aliases(state, settings.alias_poll_s)))
     try:
         yield
     finally:
-        if watcher is not None:
+        for watcher in watchers:
             watcher.cancel()
         # uvicorn has finished the in-flight requests: flush what they queued.
         await run_in_threadpool(state.telemetry.close)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
@@ -10,6 +11,12 @@ from prometheus_client.registry import Collector
 
 from mltrail.telemetry import Telemetry
 from mltrail.telemetry.metrics import loss_families
+
+if TYPE_CHECKING:
+    from mltrail.models.loading import LoadedModel
+
+ServedList = Callable[[], Sequence[tuple[str, "LoadedModel"]]]
+"""() -> (kind, model) for each model serving now."""
 
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 CONFIDENCE_BUCKETS = (0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
@@ -53,8 +60,29 @@ class _TelemetryCollector(Collector):
         yield from loss_families(c)
 
 
+class _ModelCollector(Collector):
+    """``mltrail_model_info``: which model serves each kind now, read when Prometheus scrapes
+    (a swap, by reload or by a followed alias, shows at the next scrape)."""
+
+    def __init__(self, served: ServedList) -> None:
+        self._served = served
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        info = GaugeMetricFamily(
+            "mltrail_model_info",
+            "the model serving each kind (always 1): its version (stage@sha256) and, for a "
+            "models:/ source, the MLflow registry version",
+            labels=["kind", "version", "registry_version"],
+        )
+        for kind, model in self._served():
+            info.add_metric([kind, model.version, model.registry_version or ""], 1)
+        yield info
+
+
 class ServerMetrics:
-    def __init__(self, telemetry: Callable[[], Telemetry | None]) -> None:
+    def __init__(
+        self, telemetry: Callable[[], Telemetry | None], served: ServedList | None = None
+    ) -> None:
         self.registry = CollectorRegistry()
         self.requests = Counter(
             "mltrail_requests", "HTTP requests", ["endpoint", "status"], registry=self.registry
@@ -80,3 +108,5 @@ class ServerMetrics:
             registry=self.registry,
         )
         self.registry.register(_TelemetryCollector(telemetry))
+        if served is not None:
+            self.registry.register(_ModelCollector(served))

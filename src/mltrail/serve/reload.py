@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Mapping
 from pathlib import Path
 
 from fastapi import HTTPException
@@ -11,7 +12,7 @@ from fastapi.concurrency import run_in_threadpool
 
 from mltrail.contracts.pointer import Pointer
 from mltrail.errors import MltrailError
-from mltrail.models.loading import LoadedModel, load
+from mltrail.models.loading import LoadedModel, ModelLoadError, load
 from mltrail.serve.state import ServerState
 
 log = logging.getLogger("mltrail.serve")
@@ -23,34 +24,44 @@ async def reload(state: ServerState, wanted: Pointer) -> dict[str, str]:
     sources = wanted.sources()
     if not sources:
         raise HTTPException(422, "name a text_model and/or an image_model to load")
+    try:
+        loaded = await swap_in(state, sources)
+    except MltrailError as exc:
+        log.warning("reload of %s failed, still serving the old model: %s", sources, exc)
+        raise HTTPException(409, f"reload failed, still serving the old model: {exc}") from None
+    return {k: m.version for k, m in loaded.items()}
+
+
+async def swap_in(state: ServerState, sources: Mapping[str, str]) -> dict[str, LoadedModel]:
+    """Load each of ``sources`` (kind -> source) beside the serving model, then swap them in
+    together; a :class:`MltrailError` (for the caller to log) when one cannot be loaded, and
+    the old models keep serving. One load at a time (``reload_lock``)."""
     async with state.reload_lock:
         loaded = {}
         for kind, source in sources.items():
             loaded[kind] = await _load(kind, str(source))
         state.models.swap(loaded)
         for kind, model in loaded.items():
+            registry = f", registry version {model.registry_version}"
             log.info(
-                "now serving %s model %s from %s (%s)",
+                "now serving %s model %s from %s (%s%s)",
                 kind,
                 model.version,
                 model.source,
                 model.runtime,
+                registry if model.registry_version else "",
             )
-    return {k: m.version for k, m in loaded.items()}
+    return loaded
 
 
 async def _load(kind: str, source: str) -> LoadedModel:
     try:
         return await run_in_threadpool(load, source, kind)
-    except MltrailError as exc:
-        log.warning(
-            "reload of %s from %r failed, still serving the old model: %s", kind, source, exc
-        )
-        reason = str(exc)
+    except MltrailError:
+        raise
     except Exception:  # load() turns a bad model into MltrailError; this would be our bug
-        log.exception("reload of %s from %r failed, still serving the old model", kind, source)
-        reason = "an unexpected error (in the server's log)"
-    raise HTTPException(409, f"reload failed, still serving the old model: {reason}")
+        log.exception("loading %s from %r failed", kind, source)
+        raise ModelLoadError("an unexpected error (in the server's log)") from None
 
 
 async def watch_pointer(state: ServerState, every_s: float = 1.0) -> None:

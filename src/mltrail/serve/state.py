@@ -57,7 +57,7 @@ class ServerState:
         self.settings = settings
         self.models = ServedModels()
         self.telemetry: Telemetry | None = None
-        self.metrics = ServerMetrics(lambda: self.telemetry)
+        self.metrics = ServerMetrics(lambda: self.telemetry, self.models.items)
         self.recent: OrderedDict[str, int] = OrderedDict()  # prediction id -> class count
         self.store: TelemetryStore | None = None
         self.reload_lock = asyncio.Lock()

@@ -12,6 +12,7 @@ from fastapi.responses import JSONResponse, Response
 from mltrail import __version__
 from mltrail.serve import schemas
 from mltrail.serve.deps import API_KEY, ModelsDep, SettingsDep, StateDep
+from mltrail.serve.follow import followed_alias
 
 router = APIRouter(tags=["status"])
 
@@ -36,7 +37,17 @@ async def version(settings: SettingsDep, models: ModelsDep) -> dict[str, Any]:
         "mltrail": __version__,
         "image_tag": settings.image_tag,
         "models": {
-            kind: {"version": m.version, "source": m.source, "manifest": m.manifest.to_json()}
+            kind: {
+                "version": m.version,
+                "source": m.source,
+                # The registry version a models:/ source resolved to, and the alias the
+                # server follows (None: a fixed source, or following turned off).
+                "registry_version": m.registry_version,
+                "follows": m.source
+                if settings.alias_poll_s > 0 and followed_alias(m.source)
+                else None,
+                "manifest": m.manifest.to_json(),
+            }
             for kind, m in models.items()
         },
     }
