@@ -18,6 +18,7 @@ One scenario, in order (the setup costs most of the time):
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -38,10 +39,13 @@ from tests.serve.test_balancer import BALANCE, Balancer, lb_status
 from tests.tracking.test_s3_artifacts import S3TeamServer
 
 psycopg = pytest.importorskip("psycopg")
-pytestmark = [pytest.mark.slow, pytest.mark.skipif(
-    subprocess.run(["sh", "-c", "command -v haproxy"], capture_output=True).returncode != 0,
-    reason="Debian's haproxy is not installed (scripts/test installs it as root)",
-)]  # fmt: skip
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        shutil.which("haproxy") is None,
+        reason="Debian's haproxy is not installed (scripts/test installs it as root)",
+    ),
+]
 
 BIN = Path(sys.executable).parent
 ALIAS_URI = "models:/mltrail-text@production"
@@ -83,7 +87,9 @@ class Load:
                     if r.status_code == 200:
                         body = r.json()
                         answer.version = body["model_version"]
-                        answer.prediction_ids = tuple(p["prediction_id"] for p in body["predictions"])
+                        answer.prediction_ids = tuple(
+                            p["prediction_id"] for p in body["predictions"]
+                        )
                 except httpx.TransportError as exc:
                     answer = Answer(time.monotonic(), type(exc).__name__)
                 with self._lock:
@@ -111,27 +117,52 @@ class Load:
 
 
 def _mltrail(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    done = subprocess.run([str(BIN / "mltrail"), *args], cwd=cwd, capture_output=True,
-                          text=True, timeout=300)  # fmt: skip
+    done = subprocess.run(
+        [str(BIN / "mltrail"), *args], cwd=cwd, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, f"mltrail {args[0]}:\n{done.stdout[-2000:]}{done.stderr[-3000:]}"
     return done
 
 
 def _train(tracker: str, data: Path, out: Path, work: Path, *sets: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [str(BIN / "mltrail"), "train", "text", "--tracker", tracker, "--data", str(data),
-         "--out", str(out), "--params", str(PARAMS),
-         "--set", f"tracking.journal_dir={work / 'journal'}", "--set", "tracking.wait=true",
-         *(a for s in sets for a in ("--set", s))],
-        cwd=work, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )  # fmt: skip
+        [
+            str(BIN / "mltrail"),
+            "train",
+            "text",
+            "--tracker",
+            tracker,
+            "--data",
+            str(data),
+            "--out",
+            str(out),
+            "--params",
+            str(PARAMS),
+            "--set",
+            f"tracking.journal_dir={work / 'journal'}",
+            "--set",
+            "tracking.wait=true",
+            *(a for s in sets for a in ("--set", s)),
+        ],
+        cwd=work,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
 
 
 def _promote(model: Path, work: Path) -> subprocess.CompletedProcess[str]:
-    return _mltrail("promote", str(model), "--params", str(PARAMS),
-                    "--set", f"retrain.releases_dir={work / 'releases'}",
-                    "--set", f"retrain.pointer_file={work / 'releases' / 'serving.json'}",
-                    cwd=work)  # fmt: skip
+    return _mltrail(
+        "promote",
+        str(model),
+        "--params",
+        str(PARAMS),
+        "--set",
+        f"retrain.releases_dir={work / 'releases'}",
+        "--set",
+        f"retrain.pointer_file={work / 'releases' / 'serving.json'}",
+        cwd=work,
+    )
 
 
 def _model_version(model: Path) -> str:
@@ -152,10 +183,16 @@ def _balancer(replicas: list[Server], work: Path) -> Iterator[Balancer]:
     env = os.environ | {"MLTRAIL_LB_DIR": str(work / "lb")}
     log = work / "haproxy.log"
     proc = subprocess.Popen(
-        [str(BALANCE), "--bind", f"127.0.0.1:{port}",
-         *(r.url.removeprefix("http://") for r in replicas)],
-        env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
-    )  # fmt: skip
+        [
+            str(BALANCE),
+            "--bind",
+            f"127.0.0.1:{port}",
+            *(r.url.removeprefix("http://") for r in replicas),
+        ],
+        env=env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
     lb = Balancer(f"http://127.0.0.1:{port}", proc, env)
     try:
         deadline = time.monotonic() + 30
@@ -189,8 +226,10 @@ def test_three_replicas_follow_the_alias_behind_haproxy(
     tmp_path: Path,
 ) -> None:
     first, second = tmp_path / "model-1", tmp_path / "model-2"
-    trainings = [_train(tracking.uri, text_data, first, tmp_path),
-                 _train(tracking.uri, text_data, second, tmp_path, "train_text.C=0.05")]  # fmt: skip
+    trainings = [
+        _train(tracking.uri, text_data, first, tmp_path),
+        _train(tracking.uri, text_data, second, tmp_path, "train_text.C=0.05"),
+    ]
     for proc in trainings:
         out, _ = proc.communicate(timeout=300)
         assert proc.returncode == 0, out[-3000:]
@@ -201,12 +240,20 @@ def test_three_replicas_follow_the_alias_behind_haproxy(
 
     environ = {"MLFLOW_TRACKING_URI": tracking.uri, "MLTRAIL_ALIAS_POLL_S": POLL_S}
     replicas = [
-        start_server(tmp_path / f"r{i}", {"text": Path(ALIAS_URI), "image": Path()},
-                     environ=environ, text_model=ALIAS_URI, image_model=None,
-                     telemetry={"sinks": ["postgres"], "postgres_dsn": postgres_dsn,
-                                "spill_dir": str(tmp_path / f"r{i}" / "spill")})
+        start_server(
+            tmp_path / f"r{i}",
+            {"text": Path(ALIAS_URI), "image": Path()},
+            environ=environ,
+            text_model=ALIAS_URI,
+            image_model=None,
+            telemetry={
+                "sinks": ["postgres"],
+                "postgres_dsn": postgres_dsn,
+                "spill_dir": str(tmp_path / f"r{i}" / "spill"),
+            },
+        )
         for i in range(1, REPLICAS + 1)
-    ]  # fmt: skip
+    ]
     try:
         assert [_served_version(r) for r in replicas] == [old] * REPLICAS
         with _balancer(replicas, tmp_path) as lb:
@@ -231,17 +278,23 @@ def _scenario(
     # 1. A promotion under load reaches every replica.
     with load.running():
         time.sleep(2)
+        started = time.monotonic()
         _promote(second, work)
-        promoted = time.monotonic()  # the alias has moved: `mltrail promote` has returned
+        # The promotion is done (the alias has moved) when `mltrail promote` returns; the
+        # replicas may switch before that, while it writes its release records.
+        promoted = time.monotonic()
         switched: dict[int, float] = {}
         while len(switched) < len(replicas) and time.monotonic() < promoted + 30:
             for i, r in enumerate(replicas):
                 if i not in switched and _served_version(r) == new:
-                    switched[i] = time.monotonic() - promoted
+                    switched[i] = round(max(time.monotonic() - promoted, 0.0), 2)
             time.sleep(0.1)
         time.sleep(2)
-    print(f"rollout: each replica answered with {new} after {switched} s; "
-          f"{len(load.answers)} requests, {len(load.failed())} failed")  # fmt: skip
+    print(
+        f"rollout: `mltrail promote` took {promoted - started:.2f} s; each replica answered "
+        f"with {new} {switched} s after it returned; {len(load.answers)} requests through "
+        f"the balancer, {len(load.failed())} failed"
+    )
     assert sorted(switched) == list(range(len(replicas))), switched
     assert max(switched.values()) <= ROLLOUT_LIMIT_S, switched
     assert load.failed() == []
@@ -260,9 +313,11 @@ def _scenario(
         replicas[1].proc.send_signal(signal.SIGKILL)
         time.sleep(5)  # haproxy marks it DOWN within 2 s (two failed checks, 1 s apart)
     failed = load.failed(since=killed)
-    print(f"SIGKILL of r2 under load: {len(failed)} failed of "
-          f"{sum(a.at >= killed for a in load.answers)} requests after it: "
-          f"{[a.status for a in failed]}")  # fmt: skip
+    print(
+        f"SIGKILL of r2 under load: {len(failed)} failed of "
+        f"{sum(a.at >= killed for a in load.answers)} requests after it: "
+        f"{[a.status for a in failed]}"
+    )
     # A request that had not reached r2, or that r2 had not begun to answer, is retried on
     # another replica; one whose answer r2 had begun to send cannot be (haproxy logs "SD"): at
     # most one per request in flight, i.e. per client thread. Nothing fails before the kill.
@@ -280,8 +335,10 @@ def _scenario(
     answered = load.answered_ids()
     stored = _stored_ids(dsn)
     lost = set(answered) - stored
-    print(f"telemetry: {len(stored)} rows for {len(answered)} predictions answered; "
-          f"{len(lost)} lost with the killed replica's queue")  # fmt: skip
+    print(
+        f"telemetry: {len(stored)} rows for {len(answered)} predictions answered; "
+        f"{len(lost)} lost with the killed replica's queue"
+    )
     assert all(answered[pid] < killed + 0.5 for pid in lost), sorted(answered[p] for p in lost)
     # A row without an answer: r2 recorded and flushed a prediction whose response it had not
     # finished sending (at most one per request in flight).
