@@ -252,7 +252,8 @@ class RetrainParams(_Section):
     stage: str = "train_text_mlflow"
     """The DVC stage whose model serves (re-run, with the stages it depends on)."""
     registered_model: str = "mltrail-text"
-    """MLflow registered model name; the promoted version gets the alias below."""
+    """MLflow registered model name of ``task``'s model; the promoted version gets the alias
+    below. A model of another task is registered as ``<tracking.experiment>-<task>``."""
     alias: str = "production"
     eval_fraction: float = Field(default=0.3, gt=0, lt=1)
     """Share of the new feedback kept out of training to compare the models on."""

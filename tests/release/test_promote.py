@@ -17,7 +17,7 @@ from mltrail.contracts.manifest import Manifest, ModelInfo
 from mltrail.contracts.pointer import Pointer
 from mltrail.fsio import sha256_file
 from mltrail.models.loading import ModelLoadError, verify
-from mltrail.release.promote import promote
+from mltrail.release.promote import promote, registered_name
 from mltrail.tracking.lineage import build_manifest
 from tests.conftest import PARAMS
 
@@ -127,7 +127,7 @@ import sys, time
 from pathlib import Path
 from mltrail.config import load_params
 from mltrail.contracts import pointer as pointer_module
-from mltrail.release.promote import promote
+from mltrail.release.promote import promote, registered_name
 
 model, root, me, other = map(Path, sys.argv[1:5])
 real_read = pointer_module.Pointer.read.__func__
@@ -172,3 +172,14 @@ def test_two_promotions_at_once_both_land_in_the_pointer(tmp_path: Path) -> None
     assert set(pointer.sources()) == {"text", "image"}
     assert Manifest.read(Path(str(pointer.text))).task == "text"
     assert Manifest.read(Path(str(pointer.image))).task == "cifar10"
+
+
+def test_each_task_is_registered_under_its_own_name() -> None:
+    """Promoting a CIFAR-10 model must not move the alias servers follow for the text model."""
+    params = load_params(PARAMS)
+    assert registered_name("text", params) == params.retrain.registered_model == "mltrail-text"
+    assert registered_name("cifar10", params) == "mltrail-cifar10"
+    retrain = params.retrain.model_copy(update={"task": "cifar10", "registered_model": "shop"})
+    image_loop = params.model_copy(update={"retrain": retrain})
+    assert registered_name("cifar10", image_loop) == "shop"  # the loop's task: its own name
+    assert registered_name("text", image_loop) == "mltrail-text"

@@ -17,6 +17,7 @@ import contextlib
 import dataclasses
 import hashlib
 import importlib.util
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -206,6 +207,9 @@ def _download(source: str, target: Path) -> tuple[Path, str | None]:
     from mlflow.exceptions import MlflowException
     from mlflow.tracking import MlflowClient
 
+    # MLflow draws a progress bar per download: in a server's log, a flood of lines at every
+    # swap of a followed alias. A value the operator set wins.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     number = None
     try:
         parts = split_registry_uri(source)

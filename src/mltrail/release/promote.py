@@ -58,6 +58,19 @@ def _absolute(uri: str) -> str:
     return uri
 
 
+def registered_name(task: str, params: Params) -> str:
+    """The MLflow registered model a ``task`` model is promoted under.
+
+    ``retrain.registered_model`` names the model of ``retrain.task`` (the one the retrain loop
+    promotes and servers follow as ``models:/<name>@<alias>``); a model of another task gets
+    ``<tracking.experiment>-<task>``. One name for every task made promoting a CIFAR-10 model
+    move the text model's alias, and every server following it load an image model as text.
+    """
+    if task == params.retrain.task:
+        return params.retrain.registered_model
+    return f"{params.tracking.experiment}-{task}"
+
+
 def _register(model_dir: Path, manifest: Manifest, params: Params) -> dict[str, Any]:
     """Register the model's MLflow run output and move the alias to it; {} when the model
     was not tracked in MLflow (the pointer alone then records the promotion)."""
@@ -84,7 +97,7 @@ def _register(model_dir: Path, manifest: Manifest, params: Params) -> dict[str, 
     uri = _absolute(target)
     client = MlflowClient(connect_uri(uri))
     mlflow.set_tracking_uri(connect_uri(uri))
-    name, alias = params.retrain.registered_model, params.retrain.alias
+    name, alias = registered_name(manifest.task, params), params.retrain.alias
     run_id = state["run_id"]
     # The MLflow flavor ("model", what MLflow's UI and `mlflow models serve` use); mltrail's
     # own files sit beside it in the same run (``mltrail-model``), which `mltrail serve`
