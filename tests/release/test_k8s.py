@@ -1,0 +1,205 @@
+"""deploy/k8s: `kubectl kustomize` renders it, every object validates against the Kubernetes
+schemas of :data:`KUBERNETES` (kubernetes-validate, strict: an unknown field is an error), the
+properties that matter hold (probes, non-root, read-only root, secrets by reference, a grace
+period that covers the telemetry drain), and the server Deployment runs under `podman kube
+play`: it answers predictions on its published port, then `podman kube down` stops it."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import kubernetes_validate
+import pytest
+import yaml
+
+from mltrail.settings import TelemetrySettings
+from tests.conftest import free_port
+from tests.release.containers import (
+    REPO,
+    image_size_mb,
+    podman,
+    require_podman,
+    serving_image,
+)
+
+K8S = REPO / "deploy" / "k8s"
+KUBERNETES = "1.32.0"
+"""The Kubernetes version the manifests are validated against (autoscaling/v2, batch/v1
+CronJob with podFailurePolicy: all GA there)."""
+
+Doc = dict[str, Any]
+
+
+def _render(path: Path = K8S) -> list[Doc]:
+    kubectl = shutil.which("kubectl")
+    if kubectl is None:
+        pytest.skip("kubectl is not installed: scripts/test installs it as root (apt-get)")
+    done = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return [d for d in yaml.safe_load_all(done.stdout) if d]
+
+
+@pytest.fixture(scope="module")
+def rendered() -> list[Doc]:
+    return _render()
+
+
+def _one(docs: list[Doc], kind: str, name: str) -> Doc:
+    found = [d for d in docs if d["kind"] == kind and d["metadata"]["name"] == name]
+    assert len(found) == 1, f"{kind}/{name}: {len(found)} rendered"
+    return found[0]
+
+
+def _container(pod_spec: Doc, name: str) -> Doc:
+    return next(c for c in pod_spec["containers"] if c["name"] == name)
+
+
+def _env(container: Doc) -> dict[str, Doc]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_every_rendered_object_validates_against_the_kubernetes_schemas(
+    rendered: list[Doc],
+) -> None:
+    kinds = sorted((d["kind"], re.sub(r"-[a-z0-9]{10}$", "", d["metadata"]["name"]))
+                   for d in rendered)  # fmt: skip
+    assert kinds == [
+        ("ConfigMap", "mltrail-params"),
+        ("CronJob", "mltrail-monitor"),
+        ("Deployment", "mltrail-server"),
+        ("Deployment", "mltrail-tracking"),
+        ("HorizontalPodAutoscaler", "mltrail-server"),
+        ("Namespace", "mltrail"),
+        ("Service", "mltrail-server"),
+        ("Service", "mltrail-tracking"),
+    ]
+    for doc in rendered:
+        kubernetes_validate.validate(doc, KUBERNETES, strict=True)
+        if doc["kind"] != "Namespace":
+            assert doc["metadata"]["namespace"] == "mltrail"
+
+
+def test_the_validation_would_catch_a_mistake(rendered: list[Doc]) -> None:
+    """Strict: a misspelt field (livenessprobe) or a wrong type is an error, not ignored."""
+    server = copy.deepcopy(_one(rendered, "Deployment", "mltrail-server"))
+    container = server["spec"]["template"]["spec"]["containers"][0]
+    container["livenessprobe"] = container.pop("livenessProbe")
+    with pytest.raises(kubernetes_validate.ValidationError, match="livenessprobe"):
+        kubernetes_validate.validate(server, KUBERNETES, strict=True)
+    server = copy.deepcopy(_one(rendered, "Deployment", "mltrail-server"))
+    server["spec"]["replicas"] = "two"
+    with pytest.raises(kubernetes_validate.ValidationError):
+        kubernetes_validate.validate(server, KUBERNETES, strict=True)
+
+
+def _uvicorn_graceful_s() -> float:
+    """The server's graceful-shutdown timeout, as src/mltrail/cli/serve.py passes it."""
+    found = re.search(r"timeout_graceful_shutdown=(\d+)",
+                      (REPO / "src" / "mltrail" / "cli" / "serve.py").read_text())  # fmt: skip
+    assert found, "timeout_graceful_shutdown is no longer set in cli/serve.py"
+    return float(found[1])
+
+
+def test_the_server_deployment(rendered: list[Doc]) -> None:
+    server = _one(rendered, "Deployment", "mltrail-server")
+    pod = server["spec"]["template"]["spec"]
+    container = _container(pod, "server")
+    port = next(p for p in container["ports"] if p["name"] == "http")["containerPort"]
+    assert container["args"][:2] == ["mltrail", "serve"]
+    assert container["args"][container["args"].index("--port") + 1] == str(port)
+    assert container["readinessProbe"]["httpGet"] == {"path": "/ready", "port": "http"}
+    assert container["livenessProbe"]["httpGet"] == {"path": "/health", "port": "http"}
+    # Not root, read-only root filesystem, nothing to escalate to.
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001  # the Dockerfile's USER
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    # What it writes lies on an emptyDir: the telemetry files of the image's settings, temp.
+    empty = {v["name"] for v in pod["volumes"] if "emptyDir" in v}
+    mounts = [m["mountPath"] for m in container["volumeMounts"] if m["name"] in empty]
+    settings = yaml.safe_load((REPO / "deploy" / "serve.yaml").read_text())["telemetry"]
+    for path in (settings["sqlite_path"], settings["spill_dir"], "/tmp/x"):
+        assert any(Path(path).is_relative_to(m) for m in mounts), (path, mounts)
+    # Secrets by reference only.
+    env = _env(container)
+    for name, key in (("MLTRAIL_API_KEY", "api-key"), ("MLTRAIL_TELEMETRY_DSN", "telemetry-dsn")):
+        assert env[name]["valueFrom"]["secretKeyRef"] == {"name": "mltrail-server", "key": key}
+        assert "value" not in env[name]
+    assert env["MLTRAIL_IMAGE_TAG"]["value"] == container["image"] == "mltrail:latest"
+    # The grace period covers preStop, the graceful shutdown and the telemetry drain.
+    pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
+    assert pre_stop[0] == "sleep"
+    needed = float(pre_stop[1]) + _uvicorn_graceful_s() + TelemetrySettings().shutdown_timeout_s
+    assert pod["terminationGracePeriodSeconds"] >= needed + 5
+    for kind in ("requests", "limits"):
+        assert {"cpu", "memory"} <= set(container["resources"][kind])
+    service = _one(rendered, "Service", "mltrail-server")
+    assert service["spec"]["selector"] == server["spec"]["selector"]["matchLabels"]
+    assert service["spec"]["ports"][0]["targetPort"] == "http"
+    hpa = _one(rendered, "HorizontalPodAutoscaler", "mltrail-server")["spec"]
+    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
+                                     "name": "mltrail-server"}  # fmt: skip
+    assert hpa["metrics"][0]["resource"]["name"] == "cpu" and hpa["minReplicas"] >= 2
+
+
+def test_the_monitor_cronjob(rendered: list[Doc]) -> None:
+    from mltrail.cli.app import build_parser
+    from mltrail.config import load_params
+
+    cron = _one(rendered, "CronJob", "mltrail-monitor")["spec"]
+    job = cron["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    container = _container(pod, "monitor")
+    args = build_parser().parse_args(container["args"][1:])  # mltrail's own parser takes them
+    assert args.verb == "monitor" and args.retrain_exit_code == 3
+    # The production store: the servers' DSN, from the same Secret, never on the command line.
+    assert args.store is None
+    dsn = _env(container)["MLTRAIL_TELEMETRY_DSN"]["valueFrom"]["secretKeyRef"]
+    server = _container(_one(rendered, "Deployment", "mltrail-server")["spec"]["template"]["spec"],
+                        "server")  # fmt: skip
+    assert dsn == _env(server)["MLTRAIL_TELEMETRY_DSN"]["valueFrom"]["secretKeyRef"]
+    # A retrain decision fails the Job at once; it is not retried.
+    rule = job["podFailurePolicy"]["rules"][0]
+    assert rule["action"] == "FailJob" and rule["onExitCodes"]["values"] == [3]
+    assert pod["restartPolicy"] == "Never" and cron["concurrencyPolicy"] == "Forbid"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # Its params come from the ConfigMap: the repository's params.yaml, valid.
+    volume = next(v for v in pod["volumes"] if v["name"] == "params")
+    config = _one(rendered, "ConfigMap", volume["configMap"]["name"])
+    mount = next(m for m in container["volumeMounts"] if m["name"] == "params")["mountPath"]
+    assert args.params == Path(mount) / "params.yaml"
+    shipped = config["data"]["params.yaml"]
+    assert shipped == (REPO / "params.yaml").read_text(), (
+        "deploy/k8s/base/params.yaml differs from params.yaml: cp params.yaml deploy/k8s/base/"
+    )
+    assert load_params(REPO / "deploy" / "k8s" / "base" / "params.yaml").monitor.window > 0
+
+
+def test_the_tracking_server(rendered: list[Doc]) -> None:
+    from mltrail.cli.app import build_parser
+
+    tracking = _one(rendered, "Deployment", "mltrail-tracking")["spec"]["template"]["spec"]
+    container = _container(tracking, "tracking")
+    args = build_parser().parse_args(container["args"][1:])
+    assert (args.verb, args.what) == ("tracking", "server")
+    assert args.artifacts.startswith("s3://") and args.s3_endpoint_url.startswith("http")
+    assert (args.host, args.port) == ("0.0.0.0", 5000)
+    # The database password is not in the URI (a command line): libpq reads PGPASSWORD.
+    assert re.fullmatch(r"postgresql://[^:@/]+@[^/]+/\w+", args.backend_store_uri)
+    env = _env(container)
+    for name in ("PGPASSWORD", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        assert env[name]["valueFrom"]["secretKeyRef"]["name"] == "mltrail-tracking"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    service = _one(rendered, "Service", "mltrail-tracking")["spec"]
+    assert service["ports"][0]["targetPort"] == "http"
