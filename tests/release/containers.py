@@ -26,8 +26,9 @@ def podman_env() -> dict[str, str]:
 
 def podman(*args: str, timeout: float = 600, check: bool = True) -> str:
     """``podman ARGS`` with the tests' settings; its output, or a failure showing it."""
-    done = subprocess.run(["podman", *args], env=podman_env(), capture_output=True, text=True,
-                          timeout=timeout)  # fmt: skip
+    done = subprocess.run(
+        ["podman", *args], env=podman_env(), capture_output=True, text=True, timeout=timeout
+    )
     if check and done.returncode != 0:
         pytest.fail(f"podman {' '.join(args)} exited {done.returncode}:\n{done.stderr[-3000:]}")
     return done.stdout
@@ -46,19 +47,35 @@ def serving_image() -> str:
     """:data:`IMAGE` in podman's store, built from this checkout (cached layers make a rebuild
     take about a minute; the first build, with the base, several)."""
     env = {**os.environ, "MLTRAIL_IMAGE": IMAGE}
-    done = subprocess.run([str(REPO / "scripts" / "build-image"), "--no-check"], cwd=REPO,
-                          env=env, capture_output=True, text=True, timeout=3600)  # fmt: skip
+    done = subprocess.run(
+        [str(REPO / "scripts" / "build-image"), "--no-check"],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=3600,
+    )
     if done.returncode != 0:
         pytest.fail(f"scripts/build-image failed:\n{(done.stdout + done.stderr)[-4000:]}")
     # buildah builds into its vfs store; podman uses its own driver (overlay here). Copied
     # layer by layer: a layer podman already has is not copied again.
-    info = podman("info", "--format", "{{.Store.GraphDriverName}}@{{.Store.GraphRoot}}+"
-                  "{{.Store.RunRoot}}").strip()  # fmt: skip
+    info = podman(
+        "info", "--format", "{{.Store.GraphDriverName}}@{{.Store.GraphRoot}}+{{.Store.RunRoot}}"
+    ).strip()
     push = subprocess.run(
-        ["buildah", "--storage-driver", "vfs", "push", "--quiet", IMAGE,
-         f"containers-storage:[{info}]{IMAGE}"],
-        capture_output=True, text=True, timeout=1200,
-    )  # fmt: skip
+        [
+            "buildah",
+            "--storage-driver",
+            "vfs",
+            "push",
+            "--quiet",
+            IMAGE,
+            f"containers-storage:[{info}]{IMAGE}",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=1200,
+    )
     if push.returncode != 0:
         pytest.fail(f"copying {IMAGE} into podman's store failed:\n{push.stderr[-3000:]}")
     return IMAGE

@@ -6,7 +6,10 @@ play`: it answers predictions on its published port, then `podman kube down` sto
 
 from __future__ import annotations
 
+import base64
+import contextlib
 import copy
+import json
 import re
 import shutil
 import subprocess
@@ -42,8 +45,9 @@ def _render(path: Path = K8S) -> list[Doc]:
     kubectl = shutil.which("kubectl")
     if kubectl is None:
         pytest.skip("kubectl is not installed: scripts/test installs it as root (apt-get)")
-    done = subprocess.run([kubectl, "kustomize", str(path)], capture_output=True, text=True,
-                          timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [kubectl, "kustomize", str(path)], capture_output=True, text=True, timeout=120
+    )
     assert done.returncode == 0, done.stderr
     return [d for d in yaml.safe_load_all(done.stdout) if d]
 
@@ -70,8 +74,9 @@ def _env(container: Doc) -> dict[str, Doc]:
 def test_every_rendered_object_validates_against_the_kubernetes_schemas(
     rendered: list[Doc],
 ) -> None:
-    kinds = sorted((d["kind"], re.sub(r"-[a-z0-9]{10}$", "", d["metadata"]["name"]))
-                   for d in rendered)  # fmt: skip
+    kinds = sorted(
+        (d["kind"], re.sub(r"-[a-z0-9]{10}$", "", d["metadata"]["name"])) for d in rendered
+    )
     assert kinds == [
         ("ConfigMap", "mltrail-params"),
         ("CronJob", "mltrail-monitor"),
@@ -103,8 +108,10 @@ def test_the_validation_would_catch_a_mistake(rendered: list[Doc]) -> None:
 
 def _uvicorn_graceful_s() -> float:
     """The server's graceful-shutdown timeout, as src/mltrail/cli/serve.py passes it."""
-    found = re.search(r"timeout_graceful_shutdown=(\d+)",
-                      (REPO / "src" / "mltrail" / "cli" / "serve.py").read_text())  # fmt: skip
+    found = re.search(
+        r"timeout_graceful_shutdown=(\d+)",
+        (REPO / "src" / "mltrail" / "cli" / "serve.py").read_text(),
+    )
     assert found, "timeout_graceful_shutdown is no longer set in cli/serve.py"
     return float(found[1])
 
@@ -148,8 +155,11 @@ def test_the_server_deployment(rendered: list[Doc]) -> None:
     assert service["spec"]["selector"] == server["spec"]["selector"]["matchLabels"]
     assert service["spec"]["ports"][0]["targetPort"] == "http"
     hpa = _one(rendered, "HorizontalPodAutoscaler", "mltrail-server")["spec"]
-    assert hpa["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment",
-                                     "name": "mltrail-server"}  # fmt: skip
+    assert hpa["scaleTargetRef"] == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "name": "mltrail-server",
+    }
     assert hpa["metrics"][0]["resource"]["name"] == "cpu" and hpa["minReplicas"] >= 2
 
 
@@ -166,8 +176,9 @@ def test_the_monitor_cronjob(rendered: list[Doc]) -> None:
     # The production store: the servers' DSN, from the same Secret, never on the command line.
     assert args.store is None
     dsn = _env(container)["MLTRAIL_TELEMETRY_DSN"]["valueFrom"]["secretKeyRef"]
-    server = _container(_one(rendered, "Deployment", "mltrail-server")["spec"]["template"]["spec"],
-                        "server")  # fmt: skip
+    server = _container(
+        _one(rendered, "Deployment", "mltrail-server")["spec"]["template"]["spec"], "server"
+    )
     assert dsn == _env(server)["MLTRAIL_TELEMETRY_DSN"]["valueFrom"]["secretKeyRef"]
     # A retrain decision fails the Job at once; it is not retried.
     rule = job["podFailurePolicy"]["rules"][0]
@@ -203,3 +214,95 @@ def test_the_tracking_server(rendered: list[Doc]) -> None:
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     service = _one(rendered, "Service", "mltrail-tracking")["spec"]
     assert service["ports"][0]["targetPort"] == "http"
+
+
+@pytest.fixture
+def played(tmp_path: Path) -> Iterator[list[Path]]:
+    """The YAML files given to `podman kube play`; each is brought down afterwards."""
+    files: list[Path] = []
+    yield files
+    for file in files:
+        podman("kube", "down", str(file), check=False)
+    podman("secret", "rm", "mltrail-server", check=False)
+
+
+@pytest.mark.containers
+def test_the_server_deployment_runs_under_podman_kube_play(
+    tmp_path: Path, played: list[Path]
+) -> None:
+    require_podman()
+    image = serving_image()
+    # The production overlay with the image built here, as a release sets it (kustomize edit
+    # set image): the replacement carries the tag to MLTRAIL_IMAGE_TAG.
+    overlay = tmp_path / "overlay"
+    overlay.mkdir()
+    name, tag = image.rsplit(":", 1)
+    (overlay / "kustomization.yaml").write_text(
+        yaml.safe_dump(
+            {
+                "resources": [str(Path(*[".."] * len(overlay.parts[1:])) / K8S.relative_to("/"))],
+                "images": [{"name": "mltrail", "newName": name, "newTag": tag}],
+            }
+        )
+    )
+    server = _one(_render(overlay), "Deployment", "mltrail-server")
+    container = _container(server["spec"]["template"]["spec"], "server")
+    assert container["image"] == image == _env(container)["MLTRAIL_IMAGE_TAG"]["value"]
+    # What a cluster supplies and podman cannot: no namespace, one replica, and the port
+    # published on loopback (a Service's job in a cluster). Nothing else is changed.
+    del server["metadata"]["namespace"]
+    server["spec"]["replicas"] = 1
+    port = free_port()
+    container["ports"][0] |= {"hostPort": port, "hostIP": "127.0.0.1"}
+    # The Secret, as podman 4 reads it for secretKeyRef: a JSON map of base64 values. No
+    # PostgreSQL in the pod's network: the telemetry sink is down, which the server survives
+    # (it keeps the records for retry), as it would a database outage.
+    api_key = "kube-play-key"
+    values = {"api-key": api_key, "telemetry-dsn": "postgresql://mltrail@127.0.0.1:1/telemetry"}
+    secret = tmp_path / "secret.json"
+    secret.write_text(
+        json.dumps({k: base64.b64encode(v.encode()).decode() for k, v in values.items()})
+    )
+    podman("secret", "rm", "mltrail-server", check=False)
+    podman("secret", "create", "mltrail-server", str(secret))
+    manifest = tmp_path / "server.yaml"
+    manifest.write_text(yaml.safe_dump(server))
+    played.append(manifest)
+
+    started = time.monotonic()
+    podman("kube", "play", str(manifest))
+    url = f"http://127.0.0.1:{port}"
+    ready = None
+    while time.monotonic() - started < 120:
+        with contextlib.suppress(httpx.TransportError):
+            ready = httpx.get(f"{url}/ready", timeout=2)
+            if ready.status_code == 200:
+                break
+        time.sleep(0.25)
+    to_ready = time.monotonic() - started
+    assert ready is not None and ready.status_code == 200, "the pod never became ready"
+    print(f"\npodman kube play -> /ready: {to_ready:.1f} s; image {image_size_mb(image):.0f} MB")
+
+    # The pod is what the manifest says: user 10001, read-only root, the key from the Secret.
+    pod_name = f"{server['metadata']['name']}-pod-0"
+    ctr = f"{pod_name}-server"
+    user, read_only = podman(
+        "inspect", ctr, "--format", "{{.Config.User}} {{.HostConfig.ReadonlyRootfs}}"
+    ).split()
+    assert (user.split(":")[0], read_only) == ("10001", "true")
+    body = {"texts": ["a fine film, moving and well acted", "dull and far too long"]}
+    assert httpx.post(f"{url}/predict/text", json=body, timeout=10).status_code == 401
+    auth = {"Authorization": f"Bearer {api_key}"}
+    answer = httpx.post(f"{url}/predict/text", json=body, headers=auth, timeout=10)
+    assert answer.status_code == 200, answer.text
+    predictions = answer.json()["predictions"]
+    assert len(predictions) == 2 and {p["class_name"] for p in predictions} <= {"neg", "pos"}
+    version = httpx.get(f"{url}/version", headers=auth, timeout=10).json()
+    assert version["image_tag"] == image
+    # The read-only root holds: the server wrote only to its emptyDirs.
+    written = podman("exec", ctr, "sh", "-c", "touch /app/x 2>&1; ls /data").strip()
+    assert "Read-only file system" in written
+
+    podman("kube", "down", str(manifest))
+    played.remove(manifest)
+    assert pod_name not in podman("pod", "ps", "--format", "{{.Name}}")

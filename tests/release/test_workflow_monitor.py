@@ -46,9 +46,14 @@ def test_a_cron_runs_the_monitor_and_a_retrain_decision_starts_the_retrain() -> 
     assert any("mltrail retrain" in s.get("run", "") for s in retrain["steps"])
 
 
-@pytest.mark.parametrize(("status", "decision", "job_status"), [
-    (0, "keep", 0), (3, "retrain", 0), (1, None, 1),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("status", "decision", "job_status"),
+    [
+        (0, "keep", 0),
+        (3, "retrain", 0),
+        (1, None, 1),
+    ],
+)
 def test_the_monitor_steps_exit_code_becomes_the_decision(
     tmp_path: Path, status: int, decision: str | None, job_status: int
 ) -> None:
@@ -58,20 +63,27 @@ def test_the_monitor_steps_exit_code_becomes_the_decision(
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     mltrail = bin_dir / "mltrail"  # what the monitor decided, as its exit status
-    mltrail.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path / 'argv'}\nexit {status}\n")
+    mltrail.write_text(f'#!/bin/sh\necho "$@" > {tmp_path / "argv"}\nexit {status}\n')
     mltrail.chmod(0o755)
     output = tmp_path / "github_output"
     output.touch()
-    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}", "GITHUB_OUTPUT": str(output),
-           "MLTRAIL_TELEMETRY_DSN": "postgresql://m@db/t", "MLFLOW_TRACKING_URI": "http://t"}  # fmt: skip
-    done = subprocess.run(["bash", "-e", "-c", check["run"]], env=env, capture_output=True,
-                          text=True, timeout=30)  # fmt: skip
+    env = {
+        **os.environ,
+        "PATH": f"{bin_dir}:{os.environ['PATH']}",
+        "GITHUB_OUTPUT": str(output),
+        "MLTRAIL_TELEMETRY_DSN": "postgresql://m@db/t",
+        "MLFLOW_TRACKING_URI": "http://t",
+    }
+    done = subprocess.run(
+        ["bash", "-e", "-c", check["run"]], env=env, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == job_status, done.stderr
     assert "--retrain-exit-code 3" in (tmp_path / "argv").read_text()
     written = dict(line.split("=", 1) for line in output.read_text().splitlines())
     assert written.get("decision") == decision
     # An empty secret stops the job before the monitor runs.
     env["MLTRAIL_TELEMETRY_DSN"] = ""
-    done = subprocess.run(["bash", "-e", "-c", check["run"]], env=env, capture_output=True,
-                          text=True, timeout=30)  # fmt: skip
+    done = subprocess.run(
+        ["bash", "-e", "-c", check["run"]], env=env, capture_output=True, text=True, timeout=30
+    )
     assert done.returncode == 1 and "MLTRAIL_TELEMETRY_DSN is empty" in done.stderr
