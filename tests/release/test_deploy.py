@@ -78,7 +78,8 @@ def test_a_wrong_host_key_is_refused(
 
 DOCKER_WRAPPER = """#!/bin/sh
 # The host's `docker`: podman behind podman-docker's script, with the tests' podman settings.
-export CONTAINERS_CONF={conf}
+# The test sshd's PATH has no sbin, where podman's network plugins find iptables.
+export CONTAINERS_CONF={conf} PATH="$PATH:/usr/sbin:/sbin"
 exec {docker} "$@"
 """
 

@@ -232,19 +232,15 @@ def test_the_server_deployment_runs_under_podman_kube_play(
 ) -> None:
     require_podman()
     image = serving_image()
-    # The production overlay with the image built here, as a release sets it (kustomize edit
-    # set image): the replacement carries the tag to MLTRAIL_IMAGE_TAG.
-    overlay = tmp_path / "overlay"
-    overlay.mkdir()
+    # deploy/k8s with the image built here, as a release sets it (`kustomize edit set image`
+    # writes this entry): the replacement carries the image to MLTRAIL_IMAGE_TAG.
+    overlay = tmp_path / "k8s"
+    shutil.copytree(K8S, overlay)
+    kustomization = yaml.safe_load((overlay / "kustomization.yaml").read_text())
     name, tag = image.rsplit(":", 1)
-    (overlay / "kustomization.yaml").write_text(
-        yaml.safe_dump(
-            {
-                "resources": [str(Path(*[".."] * len(overlay.parts[1:])) / K8S.relative_to("/"))],
-                "images": [{"name": "mltrail", "newName": name, "newTag": tag}],
-            }
-        )
-    )
+    entry = next(i for i in kustomization["images"] if i["name"] == "mltrail")
+    entry |= {"newName": name, "newTag": tag}
+    (overlay / "kustomization.yaml").write_text(yaml.safe_dump(kustomization))
     server = _one(_render(overlay), "Deployment", "mltrail-server")
     container = _container(server["spec"]["template"]["spec"], "server")
     assert container["image"] == image == _env(container)["MLTRAIL_IMAGE_TAG"]["value"]
