@@ -27,6 +27,7 @@ class DeployArgs(Args):
     tag: str
     runtime: Runtime
     image: str
+    ship_image: bool
     text_model: Path | None
     image_model: Path | None
     python: str
@@ -43,7 +44,14 @@ def cmd_deploy(args: DeployArgs) -> int:
     env = {k: os.environ[k] for k in ("MLTRAIL_API_KEY", STORE_ENV) if k in os.environ}
     # The release first: it checks the tag (a folder on the host) before anything runs.
     release = Release(
-        args.tag, args.runtime, args.text_model, args.image_model, args.image, args.python, env
+        args.tag,
+        args.runtime,
+        args.text_model,
+        args.image_model,
+        args.image,
+        args.python,
+        env,
+        ship_image=args.ship_image,
     )
     # In the order of their fields, as the options are named.
     target = Target(args.host, args.user, args.key, args.known_hosts, args.ssh_port, args.root)
@@ -74,6 +82,12 @@ def register(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--runtime", choices=get_args(Runtime), default="docker")
     parser.add_argument("--image", default="mltrail", help="docker: the image, without its tag")
+    parser.add_argument(
+        "--ship-image",
+        action="store_true",
+        help="docker: send the image from this machine (docker save | ssh HOST docker load) "
+        "instead of using the host's copy or pulling it",
+    )
     parser.add_argument("--text-model", type=Path, help="process: model folder to ship")
     parser.add_argument("--image-model", type=Path, help="process: model folder to ship")
     parser.add_argument("--python", default="python3", help="process: interpreter on the host")

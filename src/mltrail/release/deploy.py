@@ -8,11 +8,14 @@ one is stopped. If the gate fails, the new one is stopped, the old one keeps ser
 is appended to ``deployments.jsonl`` on the host; the release tag reaches the server as
 ``MLTRAIL_IMAGE_TAG``, so ``/version`` shows it.
 
-Runtimes: ``docker`` (``docker pull`` / ``run`` of the image tag, as the paper deploys) and
+Runtimes: ``docker`` (the image tag run as a container, as the paper deploys) and
 ``process`` (the server run as a process from an mltrail installation on the host, the models
-copied into the release folder): there is no Docker engine on these machines, so the tests use
-the process runtime against a real sshd. SSH always checks the host key against a pinned
-known_hosts file (``StrictHostKeyChecking=yes``); an unknown or changed key stops the deploy.
+copied into the release folder). The docker runtime takes the image from the host's store when
+it is there, else ``docker pull``; with ``ship_image`` it is sent from this machine (``docker
+save | ssh HOST docker load``), for a host that reaches no registry. Both run against a real
+sshd in the tests; docker as podman behind a ``docker`` command (podman-docker). SSH always
+checks the host key against a pinned known_hosts file (``StrictHostKeyChecking=yes``); an
+unknown or changed key stops the deploy.
 
 Hardening, and why:
 
@@ -49,6 +52,14 @@ TAG_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}")
 ENV_FILE = "server.env"
 """The release's environment on the host, mode 0600 (see the module's docstring)."""
 REDACTED = "***"
+CONTAINER_PORT = 8080
+"""The port the server listens on inside the container. Not the image's 80: a user without
+privileges (the image's 10001) binds 80 only where the engine sets
+``net.ipv4.ip_unprivileged_port_start=0``, which Docker does and podman does not."""
+STOP_TIMEOUT_S = 75
+"""Seconds ``docker stop`` waits after SIGTERM before SIGKILL: the server's graceful shutdown
+(30 s) then its telemetry drain (``telemetry.shutdown_timeout_s``, 30 s), with a margin, as
+deploy/k8s's terminationGracePeriodSeconds. Docker's default of 10 s cut the drain short."""
 
 
 class DeployError(MltrailError):
@@ -131,6 +142,7 @@ class Release:
     image: str = "mltrail"  # docker runtime: the image, without its tag
     python: str = "python3"  # process runtime: the interpreter with mltrail on the host
     env: dict[str, str] = field(default_factory=dict)  # e.g. MLTRAIL_API_KEY from a secret
+    ship_image: bool = False  # docker runtime: `docker save | ssh HOST docker load`, no registry
 
     def __post_init__(self) -> None:
         check_tag(self.tag)
@@ -235,7 +247,7 @@ def _deploy(
         == 0
     )
     if not passed:
-        _stop(target, release.runtime, handle)
+        _stop(target, release.runtime, handle, folder)
         _log(target, record | {"result": "rolled back"})
         still = (
             f"{current['tag']} still serves on port {current['port']}"
@@ -253,7 +265,8 @@ def _deploy(
         f"mv {root}/current.json.tmp {root}/current.json"
     )
     if current:
-        _stop(target, str(current["runtime"]), str(current["handle"]))
+        previous = f"{target.root}/releases/{current['tag']}"
+        _stop(target, str(current["runtime"]), str(current["handle"]), previous)
     _log(target, record | {"result": "switched"})
     return record
 
@@ -312,18 +325,70 @@ def _start_container(target: Target, release: Release, folder: str, port: int) -
     q = shlex.quote
     image = f"{release.image}:{release.tag}"
     name = f"mltrail-{release.tag}"
-    target.run(f"docker pull {q(image)}", timeout_s=900)
+    if release.ship_image:
+        _ship_image(target, image)
+    else:  # an image already on the host (loaded, or built there) needs no registry
+        target.run(
+            f"docker image inspect {q(image)} >/dev/null 2>&1 || docker pull {q(image)}",
+            timeout_s=900,
+        )
+    # The command is the image's CMD on CONTAINER_PORT (see there). The server's output stays
+    # with the container (`docker logs`); _stop copies it into the release folder.
     target.run(
         f"docker rm -f {q(name)} >/dev/null 2>&1 || true; docker run -d --name {q(name)} "
-        f"--restart unless-stopped -p 127.0.0.1:{port}:80 "
-        f"--env-file {q(f'{folder}/{ENV_FILE}')} {q(image)}"
+        f"--restart unless-stopped --stop-timeout {STOP_TIMEOUT_S} "
+        f"-p 127.0.0.1:{port}:{CONTAINER_PORT} --env-file {q(f'{folder}/{ENV_FILE}')} "
+        f"{q(image)} mltrail serve --host 0.0.0.0 --port {CONTAINER_PORT}"
     )
     return name
 
 
-def _stop(target: Target, runtime: str, handle: str) -> None:
+def _ship_image(target: Target, image: str) -> None:
+    """``docker save IMAGE | ssh HOST docker load``: the image from this machine's store to the
+    host's, without a registry."""
+    save = subprocess.Popen(
+        ["docker", "save", image], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert save.stdout is not None
+    load = subprocess.run(
+        [
+            "ssh",
+            *target.ssh_options(),
+            "-p",
+            str(target.port),
+            f"{target.user}@{target.host}",
+            "docker load",
+        ],
+        stdin=save.stdout,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+    )
+    save.stdout.close()
+    save_err = save.communicate(timeout=60)[1].decode(errors="replace")
+    if save.returncode != 0:
+        raise DeployError(
+            f"`docker save {image}` failed here: {save_err.strip()[-1500:]}",
+            hint="build or pull the image on this machine first, or deploy without --ship-image "
+            "(the host then uses its own copy or pulls it)",
+        )
+    if load.returncode != 0:
+        raise DeployError(
+            f"`docker load` of {image} failed on {target.host}: {load.stderr.strip()[-1500:]}"
+        )
+
+
+def _stop(target: Target, runtime: str, handle: str, folder: str | None = None) -> None:
     if runtime == "docker":
-        target.run(f"docker stop {shlex.quote(handle)} >/dev/null 2>&1 || true")
+        # SIGTERM, as for a process, with time for the drain; then the container's output
+        # (its shutdown included) into the release folder, where the rollback's hint points.
+        q = shlex.quote
+        log = f"> {q(f'{folder}/server.log')} 2>&1" if folder else ">/dev/null 2>&1"
+        target.run(
+            f"docker stop -t {STOP_TIMEOUT_S} {q(handle)} >/dev/null 2>&1; "
+            f"docker logs {q(handle)} {log} || true",
+            timeout_s=STOP_TIMEOUT_S + 60,
+        )
     elif handle.isdigit():  # SIGTERM: the server finishes its requests and flushes telemetry
         target.run(
             f"kill {handle} 2>/dev/null; for i in $(seq 60); do "
