@@ -50,21 +50,23 @@ import httpx
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import BIN, REPO, free_port, fresh_dir, machine, mltrail
+from common import (
+    BIN,
+    LUA,
+    REPO,
+    REVIEW,
+    free_port,
+    fresh_dir,
+    machine,
+    mltrail,
+    parse_wrk,
+    prepare_text_sample,
+)
 
 POSTGRES_ADMIN = os.environ.get(
     "MLTRAIL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
 ALIAS_URI = "models:/mltrail-text@production"
-REVIEW = (
-    "I went in expecting little, but the acting was superb and the story kept me guessing "
-    "until the very end. One of the better films I have seen this year."
-)
-LUA = """
-wrk.method = "POST"
-wrk.body = '{body}'
-wrk.headers["Content-Type"] = "application/json"
-"""
 # moto accepts any keys; dummy ones, so that nothing can reach a real AWS account.
 AWS_ENV = {
     "AWS_ACCESS_KEY_ID": "bench",
@@ -189,24 +191,7 @@ def wrk_result(proc: subprocess.Popen[str]) -> dict[str, Any]:
     out, _ = proc.communicate(timeout=600)
     if proc.returncode != 0:
         raise RuntimeError(f"wrk failed:\n{out}")
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    pct = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"\s+(50|99)%\s+([\d.]+\w+)", out)}
-    return {
-        "requests_per_s": rps,
-        "requests": total,
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
-        "p50_ms": pct["50"],
-        "p99_ms": pct["99"],
-    }
-
-
-def _ms(value: str) -> float:
-    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+    return parse_wrk(out)
 
 
 def measured_load(
@@ -410,22 +395,7 @@ def topology(
     )
 
     params = str(REPO / "params.yaml")
-    mltrail(
-        [
-            "prepare",
-            "text",
-            "--params",
-            params,
-            "--out",
-            str(work / "text"),
-            "--no-progress",
-            "--download-dir",
-            str(work / "raw"),
-            "--set",
-            f"text.sample_rows={args.rows}",
-        ],
-        work,
-    )
+    prepare_text_sample(work, args.rows)
     models = [work / "model-1", work / "model-2"]
     for model, c in zip(models, ("1.0", "0.05"), strict=True):
         mltrail(

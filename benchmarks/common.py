@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import statistics
 import subprocess
@@ -17,6 +18,18 @@ from mltrail.tracking.run import wait_for_export
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
+
+
+# What the serving benchmarks send: one review per request, posted by wrk with LUA.
+REVIEW = (
+    "I went in expecting little, but the acting was superb and the story kept me guessing "
+    "until the very end. One of the better films I have seen this year."
+)
+LUA = """
+wrk.method = "POST"
+wrk.body = '{body}'
+wrk.headers["Content-Type"] = "application/json"
+"""
 
 
 def free_port() -> int:
@@ -88,3 +101,38 @@ def set_params(project: Path, sections: dict[str, dict[str, Any]]) -> None:
     for section, values in sections.items():
         params[section].update(values)
     path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def parse_wrk(out: str) -> dict[str, Any]:
+    """wrk's ``--latency`` report: throughput, counts, errors, p50 and p99 in ms."""
+    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    pct = {m.group(1): _ms(m.group(2)) for m in re.finditer(r"\s+(50|99)%\s+([\d.]+\w+)", out)}
+    return {
+        "requests_per_s": rps,
+        "requests": total,
+        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
+        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
+        "p50_ms": pct["50"],
+        "p99_ms": pct["99"],
+    }
+
+
+def _ms(value: str) -> float:
+    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
+    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
+
+
+def prepare_text_sample(work: Path, rows: int, params: Path = REPO / "params.yaml") -> Path:
+    """``mltrail prepare text`` of an IMDB sample of ``rows`` rows into ``work/text``."""
+    data = work / "text"
+    mltrail(
+        [
+            "prepare", "text", "--params", str(params), "--out", str(data), "--no-progress",
+            "--download-dir", str(work / "raw"), "--set", f"text.sample_rows={rows}",
+        ],
+        work,
+    )  # fmt: skip
+    return data

@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import shutil
 import signal
 import sqlite3
@@ -40,24 +39,18 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import (
     BIN,
+    LUA,
     REPO,
+    REVIEW,
     free_port,
     fresh_dir,
     machine,
     mltrail,
+    parse_wrk,
+    prepare_text_sample,
     tracking_overrides,
     wait_exported,
 )
-
-REVIEW = (
-    "I went in expecting little, but the acting was superb and the story kept me guessing "
-    "until the very end. One of the better films I have seen this year."
-)
-LUA = """
-wrk.method = "POST"
-wrk.body = '{body}'
-wrk.headers["Content-Type"] = "application/json"
-"""
 
 
 def start(argv: list[str], url: str, ready_path: str, cwd: Path, env: dict[str, str]) -> Any:
@@ -114,27 +107,7 @@ def load(
         ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--latency", "-s", str(script), url],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
-    out = done.stdout
-    rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
-    total = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    pct = {
-        m.group(1): _ms(m.group(2)) for m in re.finditer(r"\s+(50|75|90|99)%\s+([\d.]+\w+)", out)
-    }
-    return {
-        "requests_per_s": rps,
-        "requests": total,
-        "non_2xx": int(non2xx.group(1)) if non2xx else 0,
-        "socket_errors": sum(int(g) for g in errors.groups()) if errors else 0,
-        "p50_ms": pct["50"],
-        "p99_ms": pct["99"],
-    }
-
-
-def _ms(value: str) -> float:
-    number, unit = re.match(r"([\d.]+)(\w+)", value).groups()  # type: ignore[union-attr]
-    return float(number) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[unit]
+    return parse_wrk(done.stdout)
 
 
 def main() -> None:
@@ -150,9 +123,7 @@ def main() -> None:
     work = fresh_dir(args.work)
     params = REPO / "params.yaml"
     data, model = work / "text", work / "model"
-    mltrail(["prepare", "text", "--params", str(params), "--out", str(data), "--no-progress",
-             "--download-dir", str(work / "raw"), "--set", f"text.sample_rows={args.rows}"],
-            work)  # fmt: skip
+    prepare_text_sample(work, args.rows, params)
     mltrail(["train", "text", "--tracker", "mlflow", "--params", str(params), "--data", str(data),
              "--out", str(model), *tracking_overrides(work)], work)  # fmt: skip
     run_dir = Path(json.loads((model / "manifest.json").read_text())["tracking"]["journal"])

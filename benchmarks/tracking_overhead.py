@@ -35,6 +35,7 @@ from common import (
     median,
     mltrail,
     newest_run,
+    prepare_text_sample,
     run,
     tracking_overrides,
     wait_exported,
@@ -64,23 +65,7 @@ def main() -> None:
         return
     work = fresh_dir(args.work)
     params = REPO / "params.yaml"
-    data = work / "text"
-    mltrail(
-        [
-            "prepare",
-            "text",
-            "--params",
-            str(params),
-            "--out",
-            str(data),
-            "--no-progress",
-            "--download-dir",
-            str(work / "raw"),
-            "--set",
-            f"text.sample_rows={args.rows}",
-        ],
-        work,
-    )
+    data = prepare_text_sample(work, args.rows, params)
     common = ["--params", str(params), "--data", str(data), *tracking_overrides(work)]
     paper_db = f"sqlite:///{work / 'paper-mlflow.db'}"
 

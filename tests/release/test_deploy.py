@@ -49,19 +49,7 @@ def test_deploy_switch_then_roll_back_a_bad_release(
     with pytest.raises(DeployError, match="rolled back; r2 still serves"):
         deploy(target, Release("r3", text_model=bad, python=sys.executable), ports, 20)
     assert _version(ports[1])["image_tag"] == "r2"  # the previous version still answers
-    current = json.loads((Path(target.root) / "current.json").read_text())
-    assert current["tag"] == "r2"
-    log = [
-        json.loads(line)
-        for line in (Path(target.root) / "deployments.jsonl").read_text().splitlines()
-    ]
-    assert [(r["tag"], r["result"]) for r in log] == [
-        ("r1", "switched"),
-        ("r2", "switched"),
-        ("r3", "rolled back"),
-    ]
-    server_log = (Path(target.root) / "releases" / "r3" / "server.log").read_text()
-    assert "refusing to load" in server_log
+    assert _rolled_back_to_r2(Path(target.root))["runtime"] == "process"
 
 
 def test_a_wrong_host_key_is_refused(
@@ -152,19 +140,22 @@ def test_docker_runtime_switch_then_roll_back_a_tampered_image(
         with pytest.raises(DeployError, match="rolled back; r2 still serves"):
             deploy(target, release("r3"), ports, 20)
         assert version(ports[1])["image_tag"] == "r2"  # the previous version still answers
-        current = json.loads((Path(target.root) / "current.json").read_text())
-        assert (current["tag"], current["runtime"]) == ("r2", "docker")
-        log = [
-            json.loads(line)
-            for line in (Path(target.root) / "deployments.jsonl").read_text().splitlines()
-        ]
-        assert [(r["tag"], r["result"]) for r in log] == [
-            ("r1", "switched"),
-            ("r2", "switched"),
-            ("r3", "rolled back"),
-        ]
-        server_log = (Path(target.root) / "releases" / "r3" / "server.log").read_text()
-        assert "refusing to load" in server_log
+        assert _rolled_back_to_r2(Path(target.root))["runtime"] == "docker"
     finally:
         podman("rm", "-f", "-t", "0", "mltrail-r1", "mltrail-r2", "mltrail-r3", check=False)
         podman("rmi", f"{repo}:r1", f"{repo}:r2", f"{repo}:r3", check=False)
+
+
+def _rolled_back_to_r2(root: Path) -> dict[str, object]:
+    """After r1, r2 and a refused r3: r2 is current, the log says so, r3's log says why;
+    current.json's record."""
+    current: dict[str, object] = json.loads((root / "current.json").read_text())
+    assert current["tag"] == "r2"
+    log = [json.loads(line) for line in (root / "deployments.jsonl").read_text().splitlines()]
+    assert [(r["tag"], r["result"]) for r in log] == [
+        ("r1", "switched"),
+        ("r2", "switched"),
+        ("r3", "rolled back"),
+    ]
+    assert "refusing to load" in (root / "releases" / "r3" / "server.log").read_text()
+    return current

@@ -20,20 +20,15 @@ from mltrail.errors import MltrailError
 from mltrail.tracking.run import open_run, wait_for_export
 from mltrail.tracking.runs import parse_since
 from tests.conftest import PARAMS, free_port
+from tests.tracking.test_run import _settings as journal_settings
 from tests.tracking.test_server import Server
 
 DOWN = "http://127.0.0.1:9/"  # the discard port: nothing listens
 
 
 def _settings(workdir: Path, **kw: object) -> TrackingParams:
-    values = {
-        "mlflow_uri": f"sqlite:///{workdir / 'mlflow.db'}",
-        "wandb_dir": str(workdir),
-        "journal_dir": str(workdir / "journal"),
-        "retry_for_s": 0.0,
-        "wait": True,
-    } | kw
-    return TrackingParams.model_validate(values)
+    """test_run's settings (stores under ``workdir``), waiting for each export."""
+    return journal_settings(workdir, **({"wait": True} | kw))
 
 
 def _sets(settings: TrackingParams) -> list[str]:
