@@ -61,6 +61,7 @@ from common import (
     mltrail,
     parse_wrk,
     prepare_text_sample,
+    process,
 )
 
 POSTGRES_ADMIN = os.environ.get(
@@ -78,50 +79,6 @@ TICK = os.sysconf("SC_CLK_TCK")
 
 
 # ---- processes ---------------------------------------------------------------------------------
-
-
-def _wait_http(url: str, proc: subprocess.Popen[bytes], what: str, timeout_s: float = 180) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{what} exited ({proc.returncode}): see its log")
-        try:
-            if httpx.get(url, timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{what} did not answer {url}")
-
-
-@contextmanager
-def process(
-    argv: list[str],
-    log: Path,
-    env: dict[str, str],
-    ready: str | None = None,
-) -> Iterator[subprocess.Popen[bytes]]:
-    """``argv`` in its own process group, stopped with SIGTERM (then SIGKILL) at the end."""
-    proc = subprocess.Popen(
-        argv,
-        cwd=log.parent,
-        env=env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        if ready is not None:
-            _wait_http(ready, proc, f"{Path(argv[0]).name} ({log.name})")
-        yield proc
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
 
 
 def cpu_seconds(pid: int) -> float:

@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -48,37 +47,10 @@ from common import (
     mltrail,
     parse_wrk,
     prepare_text_sample,
+    process,
     tracking_overrides,
     wait_exported,
 )
-
-
-def start(argv: list[str], url: str, ready_path: str, cwd: Path, env: dict[str, str]) -> Any:
-    log = (cwd / f"server-{int(time.time() * 1000)}.log").open("wb")
-    proc = subprocess.Popen(
-        argv, cwd=cwd, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-    )
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"{argv[:3]} exited: see {log.name}")
-        try:
-            if httpx.get(url + ready_path, timeout=2).status_code == 200:
-                return proc
-        except httpx.TransportError:
-            pass
-        time.sleep(0.3)
-    proc.kill()
-    raise RuntimeError(f"{argv[:3]} did not become ready")
-
-
-def stop(proc: Any) -> None:
-    # MLflow's server runs uvicorn in a child process: signal the whole group.
-    os.killpg(proc.pid, signal.SIGTERM)
-    try:
-        proc.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, signal.SIGKILL)
 
 
 def single_latency(url: str, body: dict[str, Any], n: int) -> dict[str, float]:
@@ -151,15 +123,13 @@ def main() -> None:
         "-p",
         str(port),
     ]
-    proc = start(mlflow_cmd, url, "/health", work, env)
-    try:
+    # MLflow's server runs uvicorn in a child process: process() signals the whole group.
+    with process(mlflow_cmd, work / "mlflow-serve.log", env, ready=url + "/health"):
         body = {"inputs": [REVIEW]}
         results["mlflow models serve"] = {
             "single": single_latency(url + "/invocations", body, args.single),
             "load": load(url + "/invocations", body, args.seconds, args.connections, work),
         }
-    finally:
-        stop(proc)
 
     for name, sinks in (("mltrail serve, telemetry on", ["sqlite"]),
                         ("mltrail serve, telemetry off", [])):  # fmt: skip
@@ -171,15 +141,12 @@ def main() -> None:
                                   "spill_dir": str(work / "spill")}}  # fmt: skip
         (work / "serve.yaml").write_text(yaml.safe_dump(settings))
         cmd = [str(BIN / "mltrail"), "serve", "--settings", str(work / "serve.yaml")]
-        proc = start(cmd, url, "/ready", work, env)
-        try:
+        with process(cmd, work / f"serve-{len(sinks)}.log", env, ready=url + "/ready"):
             body = {"text": REVIEW}
             results[name] = {
                 "single": single_latency(url + "/predict/text", body, args.single),
                 "load": load(url + "/predict/text", body, args.seconds, args.connections, work),
             }
-        finally:
-            stop(proc)
         if sinks:  # every successful prediction left exactly one record
             with sqlite3.connect(db) as conn:
                 stored = conn.execute("SELECT COUNT(*) FROM predictions").fetchone()[0]
