@@ -69,9 +69,15 @@ def absolute_store(store: str, base: Path | None = None) -> str:
     return str(absolute(store, base))
 
 
+def is_uri(value: str) -> bool:
+    """Whether ``value`` is a URI (``runs:/``, ``s3://bucket``, any ``scheme://``, ``file:``)
+    rather than a local path."""
+    return value.startswith(_URI_SCHEMES) or "://" in value
+
+
 def absolute_source(source: str, base: Path | None = None) -> str:
     """A model source: a folder made absolute; ``runs:/``, ``models:/`` and other URIs kept."""
-    if source.startswith(_URI_SCHEMES) or "://" in source:
+    if is_uri(source):
         return source
     return str(absolute(source, base))
 

@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from mltrail.errors import MltrailError
-from mltrail.paths import absolute
+from mltrail.paths import absolute, is_uri
 from mltrail.tracking.artifact_store import S3_ENDPOINT_ENV, check_bucket, split_s3_uri
 
 DEFAULT_STORE = "postgresql://postgres@127.0.0.1:5432/mlflow"
@@ -29,8 +29,7 @@ DEFAULT_STORE = "postgresql://postgres@127.0.0.1:5432/mlflow"
 def artifacts_location(value: str | Path) -> str | Path:
     """Where the server keeps artifacts: a URI (``s3://bucket/path``, ``gs://...``) as given,
     a local folder as an absolute path (a ``Path`` of a URI would be a folder named ``s3:``)."""
-    # Told apart as mltrail.paths.absolute_source does: a scheme and "://" (or file:) is a URI.
-    if isinstance(value, str) and ("://" in value or value.startswith("file:")):
+    if isinstance(value, str) and is_uri(value):
         return value
     return absolute(value).resolve()
 
