@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 
 from fastapi.concurrency import run_in_threadpool
 
@@ -23,6 +22,7 @@ from mltrail.errors import MltrailError
 from mltrail.models.loading import LoadedModel, RegistryError, registry_version, split_registry_uri
 from mltrail.serve.reload import swap_in
 from mltrail.serve.state import ServerState
+from mltrail.tracking.registry import mlflow_fail_fast
 
 log = logging.getLogger("mltrail.serve")
 
@@ -41,6 +41,9 @@ def followed_alias(source: str) -> tuple[str, str] | None:
 
 async def follow_aliases(state: ServerState, every_s: float) -> None:
     """Poll the registry every ``every_s`` seconds for each served alias, until cancelled."""
+    # The watcher is the retry loop: a registry that is down should fail the call at once,
+    # not hold it in MLflow's own backoff (7 retries, about 4 minutes by default).
+    mlflow_fail_fast()
     follower = AliasFollower(state)
     while True:
         await asyncio.sleep(every_s)
@@ -70,11 +73,6 @@ class AliasFollower:
                     log.info("%s: the registry answers again", model.source)
 
     async def _check(self, kind: str, model: LoadedModel, name: str, alias: str) -> None:
-        # The watcher is the retry loop: a registry that is down should fail the call at
-        # once, not hold it in MLflow's own backoff (7 retries, about 4 minutes by default).
-        # A value the operator set wins.
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-        os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
         version = await run_in_threadpool(registry_version, name, alias)
         if version == model.registry_version or self.refused.get(kind) == (model.source, version):
             return

@@ -37,7 +37,7 @@ from mltrail.tracking.journal import (
     write_state,
     writer_alive,
 )
-from mltrail.tracking.registry import BackendSpec, hide
+from mltrail.tracking.registry import BackendSpec, hide, mlflow_fail_fast
 
 log = logging.getLogger("mltrail.export")
 POLL_S = 0.1
@@ -397,11 +397,7 @@ def main(argv: list[str]) -> int:
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    # Fail fast on a server that is down: this loop retries on its own schedule.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
-    # No usage telemetry threads beside the training (and no calls out of a closed network).
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow_fail_fast()  # this loop retries on its own schedule
     run_dir: Path = args.run_dir
     warm = [w for w in args.warm.split(",") if w] or _backends_of(run_dir)
     # Hold the run's lock from the first moment: a sync by another exporter must not start

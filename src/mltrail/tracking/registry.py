@@ -102,6 +102,16 @@ def exporter_env(spec: str, settings: TrackingParams) -> dict[str, str]:
     return {}
 
 
+def mlflow_fail_fast(timeout_s: int = 10) -> None:
+    """Make MLflow's HTTP calls fail at once on a server that is down, for callers that retry
+    on their own schedule (or only report): MLflow's own backoff holds a call for minutes by
+    default. No usage telemetry either (no calls out of a closed network). Values the user
+    set win."""
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", str(timeout_s))
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+
 def connect_uri(target: str) -> str:
     """The URI to connect to for a recorded (redacted) MLflow target: ``$MLFLOW_TRACKING_URI``
     when it is that target with its credentials, else the target without them (the driver

@@ -13,7 +13,6 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import json
-import os
 import subprocess
 from collections.abc import Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
@@ -202,13 +201,9 @@ def _missing_sqlite_file(target: str) -> Path | None:
 
 
 def _read_mlflow_store(target: str) -> Read:
-    from mltrail.tracking.registry import connect_uri, hide
+    from mltrail.tracking.registry import connect_uri, hide, mlflow_fail_fast
 
-    # A server that is down must fail in seconds, not after MLflow's retries (minutes with
-    # its defaults); a user's own settings win.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "0")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "5")
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    mlflow_fail_fast(timeout_s=5)  # a server that is down is reported in seconds
     try:
         from mlflow.tracking import MlflowClient
 
