@@ -30,7 +30,7 @@ from mltrail.models.loading import load
 from mltrail.serve import schemas
 from mltrail.serve.follow import follow_aliases
 from mltrail.serve.middleware import LimitsAndMetrics
-from mltrail.serve.reload import watch_pointer
+from mltrail.serve.reload import describe, watch_pointer
 from mltrail.serve.routers import admin, feedback, predict, status
 from mltrail.serve.settings import ServeSettings, check_exposure
 from mltrail.serve.state import ServerState
@@ -77,14 +77,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     for kind, source in state.configured().items():
         model = await run_in_threadpool(load, source, kind)
         state.models.swap({kind: model})
-        log.info(
-            "serving %s model %s from %s (%s%s)",
-            kind,
-            model.version,
-            source,
-            model.runtime,
-            f", registry version {model.registry_version}" if model.registry_version else "",
-        )
+        log.info("serving %s model %s", kind, describe(model))
     sinks = build_sinks(settings.telemetry)
     # Feedback for a prediction older than the in-memory index is looked up in the store.
     state.store = next((s for s in sinks if isinstance(s, TelemetryStore)), None)

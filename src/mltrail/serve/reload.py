@@ -42,16 +42,14 @@ async def swap_in(state: ServerState, sources: Mapping[str, str]) -> dict[str, L
             loaded[kind] = await _load(kind, str(source))
         state.models.swap(loaded)
         for kind, model in loaded.items():
-            registry = f", registry version {model.registry_version}"
-            log.info(
-                "now serving %s model %s from %s (%s%s)",
-                kind,
-                model.version,
-                model.source,
-                model.runtime,
-                registry if model.registry_version else "",
-            )
+            log.info("now serving %s model %s", kind, describe(model))
     return loaded
+
+
+def describe(model: LoadedModel) -> str:
+    """``<version> from <source> (<runtime>[, registry version N])``, for the log."""
+    registry = f", registry version {model.registry_version}" if model.registry_version else ""
+    return f"{model.version} from {model.source} ({model.runtime}{registry})"
 
 
 async def _load(kind: str, source: str) -> LoadedModel:
