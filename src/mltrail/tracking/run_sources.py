@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from mltrail.contracts.layout import MANIFEST_FILE
+from mltrail.contracts.manifest import Manifest, ManifestError
 from mltrail.tracking.journal import JOURNAL, JournalCorrupt, all_records, read_state, writer_alive
 
 MLFLOW_RUN_ID_TAG = "mltrail.run_id"  # mltrail.tracking.mlflow_backend.RUN_ID_TAG (no mlflow here)
@@ -137,25 +138,24 @@ def _journal_runs(run_dir: Path, records: list[dict[str, Any]]) -> list[SourceRu
 def _manifest_run(run_id: str, model_dir: Path) -> SourceRun | None:
     """What the model's manifest (kept with the run) records; None without a readable one."""
     try:
-        manifest = json.loads((model_dir / MANIFEST_FILE).read_text())
-    except (OSError, json.JSONDecodeError):
+        manifest = Manifest.read(model_dir)  # the typed contract: older schemas upgraded
+    except (ManifestError, OSError):
         return None
-    git = manifest.get("git") or {}
     return SourceRun(
         "manifest",
         run_id,
         fields=_drop_none(
-            stage=manifest.get("stage"),
-            task=manifest.get("task"),
-            commit=git.get("commit"),
-            dirty=git.get("dirty"),
-            data_sha256=(manifest.get("data") or {}).get("content_sha256"),
-            model_sha256=(manifest.get("model") or {}).get("sha256"),
-            params_sha256=manifest.get("params_sha256"),
+            stage=manifest.stage,
+            task=manifest.task,
+            commit=manifest.git.commit,
+            dirty=manifest.git.dirty,
+            data_sha256=manifest.data.content_sha256,
+            model_sha256=manifest.model.sha256,
+            params_sha256=manifest.params_sha256,
         ),
         # The manifest's params are the stage's section, nested; the trackers get them flat.
-        params=_flatten(manifest.get("params") or {}),
-        metrics=dict(manifest.get("metrics") or {}),
+        params=_flatten(manifest.params),
+        metrics=dict(manifest.metrics),
         tool={"manifest": str(model_dir / MANIFEST_FILE)},
     )
 
