@@ -92,10 +92,9 @@ class Target:
             "ConnectTimeout=10",
         ]
 
-    def run(self, command: str, timeout_s: float = 120, stdin: str | None = None) -> str:
-        """``command`` through a shell on the host; ``stdin`` is what it reads (where secrets
-        go: never into ``command``, which every user sees in ``ps``)."""
-        argv = [
+    def ssh_argv(self, command: str) -> list[str]:
+        """``ssh`` running ``command`` on the host, with the pinned key and host key."""
+        return [
             "ssh",
             *self.ssh_options(),
             "-p",
@@ -103,8 +102,16 @@ class Target:
             f"{self.user}@{self.host}",
             command,
         ]
+
+    def run(self, command: str, timeout_s: float = 120, stdin: str | None = None) -> str:
+        """``command`` through a shell on the host; ``stdin`` is what it reads (where secrets
+        go: never into ``command``, which every user sees in ``ps``)."""
         done = subprocess.run(
-            argv, input=stdin or "", capture_output=True, text=True, timeout=timeout_s
+            self.ssh_argv(command),
+            input=stdin or "",
+            capture_output=True,
+            text=True,
+            timeout=timeout_s,
         )
         if done.returncode != 0:
             message = (done.stderr or done.stdout).strip()[-1500:]
@@ -233,14 +240,7 @@ def _deploy(
     }
     passed = (
         subprocess.run(
-            [
-                "ssh",
-                *target.ssh_options(),
-                "-p",
-                str(target.port),
-                f"{target.user}@{target.host}",
-                _gate_script(port, timeout_s),
-            ],
+            target.ssh_argv(_gate_script(port, timeout_s)),
             capture_output=True,
             timeout=timeout_s + 60,
         ).returncode
@@ -351,14 +351,7 @@ def _ship_image(target: Target, image: str) -> None:
     )
     assert save.stdout is not None
     load = subprocess.run(
-        [
-            "ssh",
-            *target.ssh_options(),
-            "-p",
-            str(target.port),
-            f"{target.user}@{target.host}",
-            "docker load",
-        ],
+        target.ssh_argv("docker load"),
         stdin=save.stdout,
         capture_output=True,
         text=True,
