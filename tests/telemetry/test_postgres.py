@@ -33,7 +33,7 @@ def test_replicas_share_one_store_and_its_schema(tmp_path: Path, postgres_dsn: s
         assert conn.execute("SELECT count(*) FROM predictions").fetchone() == (41,)
         assert conn.execute("SELECT label FROM feedback").fetchall() == [(0,)]
         versions = conn.execute("SELECT version FROM mltrail_telemetry_schema").fetchall()
-        assert versions == [(1,), (2,)]  # migration 2: the inputs table
+        assert versions == [(1,), (2,), (3,)]  # 2: the inputs table; 3: group_name
         assert conn.execute("SELECT prediction_id, input FROM inputs").fetchall() == [
             ("p7", "the input of p7")
         ]
@@ -66,7 +66,7 @@ def test_rows_of_an_older_version_survive_its_upgrade(postgres_dsn: str) -> None
             "INSERT INTO predictions VALUES ('old', 10.0, '/predict/text', 'm@0', 1, 'pos', "
             "0.8, 2.0, '{\"chars\": 5.0}')"
         )
-    assert store.migrate() == 2
+    assert store.migrate() == 3
     (old,) = store.read_window().predictions
     assert old.prediction_id == "old" and old.profile == {"chars": 5.0}
 

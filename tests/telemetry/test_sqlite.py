@@ -50,9 +50,9 @@ def test_a_store_made_before_versions_is_upgraded_in_place(
     store = SQLiteStore(path)
     assert store.version() == 0
     assert [p.prediction_id for p in read_window(str(path)).predictions] == ["old"]
-    assert store.migrate() == 2 and store.version() == 2
+    assert store.migrate() == 3 and store.version() == 3
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute(f"SELECT version FROM {SCHEMA_TABLE}").fetchall() == [(1,), (2,)]
+        assert conn.execute(f"SELECT version FROM {SCHEMA_TABLE}").fetchall() == [(1,), (2,), (3,)]
     window = store.read_window()
     (old,) = window.predictions
     assert (
@@ -98,9 +98,9 @@ def test_writers_opening_a_new_store_together_migrate_it_once(tmp_path: Path, ro
         thread.start()
     for thread in threads:
         thread.join()
-    assert errors == [] and found == [2] * 8
+    assert errors == [] and found == [3] * 8
     with closing(sqlite3.connect(path)) as conn:
-        assert conn.execute(f"SELECT version FROM {SCHEMA_TABLE}").fetchall() == [(1,), (2,)]
+        assert conn.execute(f"SELECT version FROM {SCHEMA_TABLE}").fetchall() == [(1,), (2,), (3,)]
         assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
 
 

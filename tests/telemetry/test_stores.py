@@ -182,5 +182,67 @@ def test_a_store_imports_its_driver_only_when_chosen(tmp_path: Path) -> None:
 def test_the_record_is_the_one_column_list_and_a_new_field_needs_migrations() -> None:
     assert PREDICTION_COLUMNS == (
         "prediction_id", "time", "endpoint", "model_version", "label", "class_name",
-        "confidence", "inference_ms", "profile",
+        "confidence", "inference_ms", "profile", "group_name",  # group_name: migration 3
     )  # fmt: skip
+
+
+def test_a_prediction_s_group_is_stored_and_read_back(store: TelemetryStore) -> None:
+    """Schema 3: the group a client named is kept with its prediction, in windows and in the
+    labelled rows the retrain loop reads; a prediction without one reads back None."""
+    records = [
+        Prediction("g0", 100.0, "/predict/text", "m@1", 1, "pos", 0.9, 1.0, {}, "en-GB"),
+        Prediction("g1", 101.0, "/predict/text", "m@1", 0, "neg", 0.8, 1.0, {}),
+        Capture("g0", 100.0, "a text"),
+        Capture("g1", 101.0, "another"),
+        Feedback("g0", 200.0, 1),
+        Feedback("g1", 200.0, 1),
+    ]
+    store.write(records)
+    assert [p.group_name for p in store.read_window().predictions] == ["en-GB", None]
+    labelled = store.read_labelled("/predict/text")
+    assert [(r.prediction_id, r.group_name) for r in labelled] == [("g0", "en-GB"), ("g1", None)]
+
+
+def test_a_version_2_store_is_read_then_migrated_to_3_keeping_its_rows(
+    store: TelemetryStore,
+) -> None:
+    """A store an older server wrote (schema 2, no group_name) reads as before, its rows with
+    no group; migration 3 adds the column in place, and new rows carry their group."""
+    assert store.migrate(to=2) == 2
+    old = Prediction("old", 10.0, "/predict/text", "m@0", 1, "pos", 0.8, 2.0, {"chars": 5.0})
+    # What a schema-2 server writes: the columns it knew, none of them the group.
+    columns = [c for c in PREDICTION_COLUMNS if c != "group_name"]
+    values = [getattr(old, c) for c in columns]
+    _insert_raw(store, columns, values)
+    (read,) = store.read_window().predictions
+    assert read.prediction_id == "old" and read.group_name is None
+    assert store.migrate() == 3 and store.version() == 3
+    store.write([Prediction("new", 20.0, "/predict/text", "m@1", 0, "neg", 0.7, 1.0, {}, "b")])
+    assert [(p.prediction_id, p.group_name) for p in store.read_window().predictions] == [
+        ("old", None),
+        ("new", "b"),
+    ]
+
+
+def _insert_raw(store: TelemetryStore, columns: list[str], values: list[Any]) -> None:
+    import json
+
+    values = [json.dumps(v) if isinstance(v, dict) else v for v in values]
+    if store.name == "sqlite":
+        import sqlite3
+
+        with closing(sqlite3.connect(store.location)) as conn, conn:
+            conn.execute(
+                f"INSERT INTO predictions ({', '.join(columns)}) VALUES "
+                f"({', '.join('?' * len(columns))})",
+                values,
+            )
+        return
+    import psycopg
+
+    with psycopg.connect(store.dsn) as conn:  # type: ignore[attr-defined]
+        conn.execute(
+            f"INSERT INTO predictions ({', '.join(columns)}) VALUES "
+            f"({', '.join(['%s'] * len(columns))})",
+            values,
+        )

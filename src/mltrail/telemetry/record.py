@@ -28,6 +28,9 @@ class Prediction:
     confidence: float
     inference_ms: float
     profile: dict[str, float] = field(default_factory=dict)
+    group_name: str | None = None
+    """The group the client said the input belongs to (``group`` in the request): what the
+    monitor's per-group live accuracy is measured over; ``None`` when not given."""
     kind: str = "prediction"
 
 
@@ -112,6 +115,7 @@ class Labelled:
     predicted: int
     label: int
     input: str
+    group_name: str | None = None
 
 
 @dataclass

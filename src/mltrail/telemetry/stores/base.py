@@ -34,6 +34,9 @@ SCHEMA_TABLE = "mltrail_telemetry_schema"
 """One row per applied migration (version, when). The same name in every store; PostgreSQL
 stores have had it since their first version, so existing shared databases carry on."""
 WINDOW_LIMIT = 100_000
+ADDED_COLUMNS = {"group_name": 3}
+"""Prediction columns a later migration added -> its version: a store not migrated yet (an
+older server still writes it) is read with NULL in their place."""
 FIND_PREDICTION = "SELECT endpoint, model_version FROM predictions WHERE prediction_id = {m}"
 
 
@@ -129,7 +132,7 @@ def _newest(where: Filter, columns: Sequence[str], mark: str, limit: int) -> Sta
 
 # The newest label of each prediction that has a captured input.
 _LABELLED = """
-SELECT p.prediction_id, p.time, p.model_version, p.label, f.label, i.input
+SELECT p.prediction_id, p.time, p.model_version, p.label, f.label, i.input, {group}
 FROM predictions p
 JOIN inputs i ON i.prediction_id = p.prediction_id
 JOIN feedback f ON f.prediction_id = p.prediction_id
@@ -263,7 +266,11 @@ class SQLStore(ABC):
 
     def read_window(self, where: Filter | None = None, limit: int = WINDOW_LIMIT) -> Window:
         where = where or Filter()
-        rows_sql, args = _newest(where, PREDICTION_COLUMNS, self.mark, limit)
+        version = self.version()
+        columns = [
+            c if ADDED_COLUMNS.get(c, 0) <= version else f"NULL AS {c}" for c in PREDICTION_COLUMNS
+        ]
+        rows_sql, args = _newest(where, columns, self.mark, limit)
         ids_sql, _ = _newest(where, ("prediction_id",), self.mark, limit)
         feedback_sql = (
             f"SELECT f.prediction_id, f.label FROM feedback f JOIN ({ids_sql}) p "
@@ -274,9 +281,13 @@ class SQLStore(ABC):
         return _window(*found)
 
     def read_labelled(self, endpoint: str, after: float = 0.0) -> list[Labelled]:
-        found = self._query([(_LABELLED.format(m=self.mark), (endpoint, after))], True)
+        group = "p.group_name" if self.version() >= ADDED_COLUMNS["group_name"] else "NULL"
+        sql = _LABELLED.format(m=self.mark, group=group)
+        found = self._query([(sql, (endpoint, after))], True)
         rows = found[0] if found else []
-        return [Labelled(r[0], float(r[1]), r[2], int(r[3]), int(r[4]), r[5]) for r in rows]
+        return [
+            Labelled(r[0], float(r[1]), r[2], int(r[3]), int(r[4]), r[5], r[6]) for r in rows
+        ]
 
     def close(self) -> None:
         if self._conn is not None:

@@ -73,6 +73,9 @@ class SQLiteStore(SQLStore):
                 prediction_id TEXT PRIMARY KEY, time REAL NOT NULL, input TEXT NOT NULL)""",
             ),
         ),
+        # The group a prediction's input belongs to (fairness monitoring); null for older
+        # rows and for requests that name none.
+        Migration(3, ("ALTER TABLE predictions ADD COLUMN group_name TEXT",)),
     )
     SCHEMA_TABLE_DDL = (
         f"CREATE TABLE IF NOT EXISTS {SCHEMA_TABLE} (version INTEGER PRIMARY KEY, "
