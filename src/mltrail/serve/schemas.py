@@ -16,6 +16,10 @@ MAX_LABEL = 2**31 - 1
 one would be refused by the store, after the request had been answered)."""
 
 
+MAX_GROUP_CHARS = 64
+"""The longest group name a request may give (a label such as a language, not free text)."""
+
+
 class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -35,6 +39,10 @@ def _valid_unicode(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_valid_unicode)]
 """A string the stores can write: every text field of a request is one."""
+Group = Annotated[
+    str, Field(min_length=1, max_length=MAX_GROUP_CHARS), AfterValidator(_valid_unicode)
+]
+"""A group name: bounded here, as a string (its own constraint error), not as the optional."""
 
 
 class TextRequest(_Body):
@@ -46,6 +54,16 @@ class TextRequest(_Body):
     """Also return the probability of every class."""
     explain: bool = False
     """Also return the terms that drove each prediction (TF-IDF weight x coefficient)."""
+    group: Group | None = None
+    """The group the input(s) belong to (e.g. a language or a region), kept with each
+    prediction in telemetry: the monitor measures live accuracy per group from feedback."""
+
+    @field_validator("group")
+    @classmethod
+    def _group_not_blank(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("group is blank: give a group name or leave `group` out")
+        return value
 
     @field_validator("text")
     @classmethod

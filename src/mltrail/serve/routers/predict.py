@@ -89,6 +89,7 @@ async def predict_text(
         body.probabilities,
         explanations,
         texts,
+        body.group,
     )
 
 
@@ -134,6 +135,7 @@ def _answer(
     with_probabilities: bool,
     explanations: list[list[dict[str, Any]]] | None = None,
     inputs: Any = None,
+    group: str | None = None,
 ) -> Response:
     """The response (the shape of ``schemas.PredictResponse``), telemetry and metrics."""
     labels = probs.argmax(axis=1).tolist()
@@ -176,6 +178,7 @@ def _answer(
                     confidence,
                     per_item_ms,
                     profile,
+                    group,
                 )
             )
             if capture and inputs is not None and random.random() < capture:
