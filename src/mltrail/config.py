@@ -76,6 +76,11 @@ class TextParams(_Section):
     source: DataSource
     text_column: str = "text"
     label_column: str = "label"
+    group_column: str | None = Field(default=None, min_length=1)
+    """A column naming each row's group (e.g. a language or a region) for fairness metrics:
+    carried through preparation as the split's ``group`` column, measured per group by
+    training (accuracy, F1, support, selection rate; Fairlearn's MetricFrame) and, from
+    feedback, by the monitor. Every row needs a value. ``null``: no group metrics."""
     class_names: dict[str, Annotated[str, Field(min_length=1)]] | None = None
     """Label value as found in the data -> class name, e.g. ``{"0": neg, "1": pos}`` for
     IMDB's digits: the names reach labels.json, the models, the API's ``class_name``, the
@@ -242,6 +247,12 @@ class MonitorParams(_Section):
     """Retrain when live accuracy is lower than the reference's by more than this."""
     retrain_on_drift: bool = True
     """Retrain on data drift that also moved the predictions, even before labels arrive."""
+    fairness_max_gap: float = Field(default=0.10, ge=0, le=1)
+    """Warn when live accuracy (from feedback) of the best and the worst group differs by
+    more than this, beyond chance (Fisher's exact test at ``alpha``, Bonferroni over the
+    pairs of groups tested). Predictions carry a group when the client sends one."""
+    fairness_min_labelled: int = Field(default=30, gt=0)
+    """Labelled predictions a group needs before it is tested; smaller groups are listed."""
     latency: LatencySlo = LatencySlo()
 
 

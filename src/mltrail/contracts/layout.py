@@ -7,8 +7,8 @@ names them and passes them to the stages as arguments.
 A prepared-data folder (``prepare_data_text``, ``prepare_cifar10``) holds, for a task whose
 split format is ``parquet`` (text) or ``npz`` (images):
 
-- ``train.<format>`` and ``test.<format>``: the split (text: columns ``text``, ``label``;
-  images: arrays ``x``, ``y``);
+- ``train.<format>`` and ``test.<format>``: the split (text: columns ``text``, ``label``,
+  and ``group`` when params declare ``text.group_column``; images: arrays ``x``, ``y``);
 - ``labels.json``: ``{"classes": [...]}``, class index -> name;
 - ``profile.json``: what the data is (rows, class balance, content hash, source, params);
 - ``reference.<format>``, only when prepare chose one: held-out feedback the models trained
@@ -30,6 +30,10 @@ from mltrail.errors import MltrailError
 from mltrail.fsio import write_json
 
 LABELS_FILE = "labels.json"
+GROUP_COLUMN = "group"
+"""The text split's optional column naming each row's group (fairness metrics): present only
+when the data declares one, so folders prepared without it read as before. Feedback rows
+added to the training split have no group (null)."""
 PROFILE_FILE = "profile.json"
 
 # A model folder (``mltrail train --out``): the model file is the task's (see tasks.py).
@@ -64,6 +68,8 @@ class PreparedLayout:
     """Held-out feedback chosen by prepare as the monitoring reference (optional)."""
     labels: str = LABELS_FILE
     profile: str = PROFILE_FILE
+    group: str = GROUP_COLUMN
+    """The split's optional group column (text only; absent when no group was declared)."""
 
     @property
     def suffix(self) -> str:

@@ -17,11 +17,14 @@ import numpy as np
 import pandas as pd
 from numpy.typing import NDArray
 
+from mltrail.contracts.layout import GROUP_COLUMN
 from mltrail.data.archive import is_archive, read_member, reading_archive
 from mltrail.errors import DataError
 
 TEXT, LABEL = "text", "label"
 """Column names of every reader's output, whatever the input calls them."""
+GROUP = GROUP_COLUMN
+"""The output's group column, only when ``text.group_column`` declares one."""
 
 REPLACEMENT_CHAR = "\ufffd"
 
@@ -36,21 +39,37 @@ ACLIMDB_LABELS = {"neg": 0, "pos": 1}
 
 
 def read_labelled_text(
-    path: Path, text_column: str, label_column: str, encoding_errors: str
+    path: Path,
+    text_column: str,
+    label_column: str,
+    encoding_errors: str,
+    group_column: str | None = None,
 ) -> pd.DataFrame:
-    """Read ``path`` into a frame with columns ``text`` and ``label`` (both str).
+    """Read ``path`` into a frame with columns ``text`` and ``label`` (both str), and ``group``
+    when ``group_column`` names one.
 
     ``*.tar.gz`` / ``*.tgz`` / ``*.tar`` are read as the aclImdb archive layout
     (``aclImdb/{train,test}/{neg,pos}/<id>_<rating>.txt``); anything else as CSV (gzip, bz2,
     xz and zip inferred from the name).
     """
     if is_archive(path):
+        if group_column is not None:
+            raise DataError(
+                f"text.group_column is {group_column!r}, but {path} is the aclImdb archive, "
+                "which has no group column",
+                hint="use a CSV with that column (text.source.path), or set "
+                "text.group_column=null",
+            )
         return read_aclimdb_archive(path, encoding_errors)
-    return read_text_csv(path, text_column, label_column, encoding_errors)
+    return read_text_csv(path, text_column, label_column, encoding_errors, group_column)
 
 
 def read_text_csv(
-    path: Path, text_column: str, label_column: str, encoding_errors: str
+    path: Path,
+    text_column: str,
+    label_column: str,
+    encoding_errors: str,
+    group_column: str | None = None,
 ) -> pd.DataFrame:
     try:
         frame = pd.read_csv(
@@ -77,15 +96,20 @@ def read_text_csv(
             f"{path} is truncated or corrupt ({type(exc).__name__}: {exc})",
             hint="delete it and fetch it again",
         ) from None
-    missing = [c for c in (text_column, label_column) if c not in frame.columns]
+    wanted = [text_column, label_column] + ([group_column] if group_column else [])
+    missing = [c for c in wanted if c not in frame.columns]
     if missing:
+        keys = "text.text_column and text.label_column"
+        if group_column in missing:
+            keys = "text.group_column" if len(missing) == 1 else f"{keys} and text.group_column"
         raise DataError(
             f"{path} has no column {' or '.join(repr(c) for c in missing)}; "
             f"its columns are {list(frame.columns)}",
-            hint="set text.text_column and text.label_column to the right names",
+            hint=f"set {keys} to the right names"
+            + (" (text.group_column=null: no group metrics)" if group_column in missing else ""),
         )
-    out = frame[[text_column, label_column]]
-    out.columns = pd.Index([TEXT, LABEL])
+    out = frame[wanted]
+    out.columns = pd.Index([TEXT, LABEL, GROUP][: len(wanted)])
     return out.reset_index(drop=True)
 
 
@@ -160,11 +184,14 @@ def clean_frame(
             f"{int(no_label.sum())} of {rows_read} rows have no label (first at CSV lines {first})",
             hint="fill them in, or set text.missing_labels=drop to leave those rows out",
         )
+    groups = _groups(frame)
     decode_replacements = int(frame[TEXT].str.contains(REPLACEMENT_CHAR, regex=False).sum())
     texts = frame[TEXT].map(lambda t: clean_text(t, strip_html))
     keep = ~no_label & (texts.str.len() >= min_chars)
     empty_texts = int((~no_label & ~keep).sum())
     cleaned = pd.DataFrame({TEXT: texts[keep], LABEL: labels[keep]})
+    if groups is not None:
+        cleaned[GROUP] = groups[keep]
     before = len(cleaned)
     if drop_duplicates:
         cleaned = cleaned.drop_duplicates(subset=TEXT, keep="first")
@@ -180,6 +207,25 @@ def clean_frame(
     if cleaned.empty:
         raise DataError(f"no rows left after cleaning: {report.as_dict()}")
     return cleaned, report
+
+
+def _groups(frame: pd.DataFrame) -> pd.Series | None:
+    """The stripped group values, when the frame has a group column. A row without one is an
+    error, not a group of its own: an unnamed group would be measured and reported as if it
+    were a real one (fill the values in, or leave those rows out of the file)."""
+    if GROUP not in frame.columns:
+        return None
+    groups = frame[GROUP].astype(str).str.strip()
+    empty = groups == ""
+    if empty.any():
+        first = [int(i) + 2 for i in np.flatnonzero(empty.to_numpy())[:5]]  # +2: header, 1-based
+        raise DataError(
+            f"{int(empty.sum())} of {len(frame)} rows have no value in the group column "
+            f"(text.group_column; first at CSV lines {first})",
+            hint="give every row a group (e.g. 'unknown' as a group of its own), or set "
+            "text.group_column=null",
+        )
+    return groups
 
 
 def label_classes(labels: pd.Series) -> list[str]:

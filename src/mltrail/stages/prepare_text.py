@@ -1,7 +1,8 @@
 """Stage ``prepare_data_text``: a labelled text file -> cleaned, sampled, stratified split.
 
 Outputs (one folder, written atomically): ``train.parquet`` and ``test.parquet`` (columns
-``text`` and ``label``, the class index), ``labels.json`` (index -> class name, from
+``text`` and ``label``, the class index, and ``group`` when ``text.group_column`` declares
+one), ``labels.json`` (index -> class name, from
 ``text.class_names`` when the data's labels are codes such as IMDB's 0/1) and
 ``profile.json`` (rows, class balance, text lengths, content hash, the feedback batches
 added: see ``mltrail.data.feedback``).
@@ -23,6 +24,7 @@ from mltrail.data.profile import text_content_hash, text_profile
 from mltrail.data.sources import FetchedFile
 from mltrail.data.split import stratified_split, stratified_subset
 from mltrail.data.text import (
+    GROUP,
     LABEL,
     TEXT,
     clean_frame,
@@ -70,6 +72,9 @@ def prepare_text(
     train_idx, test_idx = stratified_split(y, params.test_fraction, params.seed, classes)
     train = pd.DataFrame({TEXT: texts[train_idx], LABEL: y[train_idx]})
     test = pd.DataFrame({TEXT: texts[test_idx], LABEL: y[test_idx]})
+    if GROUP in cleaned.columns:  # declared by text.group_column: carried beside each row
+        groups = cleaned[GROUP].to_numpy()[keep]
+        train[GROUP], test[GROUP] = groups[train_idx], groups[test_idx]
     added = 0
     if feedback is not None and len(feedback):
         bad = sorted(set(feedback[LABEL]) - set(range(len(classes))))
@@ -78,7 +83,7 @@ def prepare_text(
                 f"feedback labels {bad[:5]} are not class indices 0-{len(classes) - 1}"
             )
         extra = [feedback[[TEXT, LABEL]]] * params.feedback_repeat
-        train = pd.concat([train, *extra], ignore_index=True)
+        train = pd.concat([train, *extra], ignore_index=True)  # feedback: no group (null)
         added = len(feedback)
     profile = {
         "task": "text",
@@ -91,7 +96,19 @@ def prepare_text(
             [*train[TEXT], *test[TEXT]], [*train[LABEL], *test[LABEL]]
         ),
     }
+    if GROUP in test.columns:
+        profile["groups"] = {
+            "column": params.group_column,
+            "train": _group_counts(train[GROUP]),
+            "test": _group_counts(test[GROUP]),
+            "train_without_group": int(train[GROUP].isna().sum()),
+        }
     return PreparedText(train, test, classes, profile)
+
+
+def _group_counts(groups: pd.Series) -> dict[str, int]:
+    """Rows per group, largest first (rows without a group, added feedback, not counted)."""
+    return {str(k): int(v) for k, v in groups.dropna().value_counts().items()}
 
 
 def write_prepared_text(
@@ -116,7 +133,9 @@ def write_prepared_text(
 def run(params: Params, out_dir: Path, download_dir: Path, progress: bool = True) -> PreparedText:
     text = params.text
     source = fetch_source(params, text.source, download_dir, progress)
-    raw = read_labelled_text(source.path, text.text_column, text.label_column, text.encoding_errors)
+    raw = read_labelled_text(
+        source.path, text.text_column, text.label_column, text.encoding_errors, text.group_column
+    )
     folder = Path(text.feedback_dir) if text.feedback_dir else None
     batches = feedback.batch_files(folder, TASK.task)
     prepared = prepare_text(raw, text, feedback.read_text_batches(batches))
