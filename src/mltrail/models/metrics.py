@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,74 @@ def classification_scores(y_true: NDArray[Any], y_pred: NDArray[Any]) -> dict[st
         "f1_macro": float(f1_score(y_true, y_pred, average="macro")),
         "f1_weighted": float(f1_score(y_true, y_pred, average="weighted")),
     }
+
+
+GROUP_GAP = "group_accuracy_gap"
+"""Accuracy of the best group minus that of the worst, on the test split."""
+_UNSAFE = re.compile(r"[^A-Za-z0-9_\-. ]")
+
+
+def group_metric_key(group: str, metric: str) -> str:
+    """``group.<name>.<metric>``: a flat key every tracker accepts (MLflow allows letters,
+    digits, ``_-. /``; other characters of a group's name become ``_``)."""
+    return f"group.{_UNSAFE.sub('_', group)[:100]}.{metric}"
+
+
+def group_scores(
+    y_true: NDArray[Any], y_pred: NDArray[Any], groups: Sequence[str], classes: Sequence[str]
+) -> dict[str, Any]:
+    """Per-group accuracy, F1 (macro), support and selection rate by Fairlearn's MetricFrame,
+    and the gap in accuracy between the best and the worst group.
+
+    The selection rate is the share of a group predicted as the positive class: defined for
+    two classes only (class index 1, e.g. ``pos``); ``None`` otherwise.
+    """
+    from fairlearn.metrics import MetricFrame, count, selection_rate  # the train extra
+
+    labels = list(range(len(classes)))
+    metrics: dict[str, Any] = {
+        "accuracy": accuracy_score,
+        "f1_macro": lambda t, p: f1_score(t, p, labels=labels, average="macro", zero_division=0),
+        "support": count,
+    }
+    binary = len(classes) == 2
+    if binary:
+        metrics["selection_rate"] = lambda t, p: selection_rate(t, p, pos_label=1)
+    frame = MetricFrame(
+        metrics=metrics,
+        y_true=np.asarray(y_true),
+        y_pred=np.asarray(y_pred),
+        sensitive_features=np.asarray([str(g) for g in groups]),
+    )
+    by_group = frame.by_group
+    per_group = {
+        str(name): {
+            "accuracy": float(row["accuracy"]),
+            "f1_macro": float(row["f1_macro"]),
+            "support": int(row["support"]),
+            "selection_rate": float(row["selection_rate"]) if binary else None,
+        }
+        for name, row in by_group.iterrows()
+    }
+    accuracy = by_group["accuracy"]
+    return {
+        "groups": per_group,
+        "overall": {k: float(v) for k, v in frame.overall.items()},
+        "accuracy_gap": float(frame.difference(method="between_groups")["accuracy"]),
+        "best": str(accuracy.idxmax()),
+        "worst": str(accuracy.idxmin()),
+        "selection_rate_of": classes[1] if binary else None,
+    }
+
+
+def flat_group_metrics(scores: Mapping[str, Any]) -> dict[str, float]:
+    """The gap and every group's metrics as flat float metrics (metrics.json, the trackers)."""
+    flat = {GROUP_GAP: float(scores["accuracy_gap"])}
+    for group, values in scores["groups"].items():
+        for metric, value in values.items():
+            if value is not None:
+                flat[group_metric_key(group, metric)] = float(value)
+    return flat
 
 
 def per_class_report(

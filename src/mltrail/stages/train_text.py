@@ -7,6 +7,8 @@ prepared data and runs both under the tracked run (:func:`mltrail.stages.train.r
 Outputs: ``model.npz``, ``metrics.json`` (accuracy, F1 macro and weighted, train and predict
 time: the paper's Tables 2-3), ``per_class.json``, ``confusion_matrix.png``,
 ``predictions.csv`` (for ``dvc plots``), ``explain.json`` (the top-weighted terms per class),
+``fairness.json`` (per-group metrics, when the prepared data has a ``group`` column: their
+flat form and ``group_accuracy_gap`` are in ``metrics.json`` and the tracker runs too),
 ``reference.npz`` (what monitoring compares traffic with) and ``manifest.json``.
 """
 
@@ -30,6 +32,8 @@ from mltrail.fsio import sha256_file, write_json
 from mltrail.models.explain import top_terms
 from mltrail.models.metrics import (
     classification_scores,
+    flat_group_metrics,
+    group_scores,
     per_class_report,
     plot_confusion,
     write_predictions_csv,
@@ -57,6 +61,12 @@ class TrainedText:
     top_terms: dict[str, list[dict[str, Any]]]
     train_s: float
     predict_s: float
+    fairness: dict[str, Any] | None = None
+    """Per-group scores on the test split (``mltrail.models.metrics.group_scores``), when
+    the data declares groups."""
+
+
+FAIRNESS_FILE = "fairness.json"
 
 
 def train_text(
@@ -73,10 +83,14 @@ def train_text(
     timed = fit_timed(model, train, test)
     y, predicted = test["label"].to_numpy(), timed.predicted
     held = test if reference is None else reference
+    fairness = None
+    if TASK.prepared.group in test.columns:
+        fairness = group_scores(y, predicted, test[TASK.prepared.group].tolist(), classes)
     return TrainedText(
         model=model,
         classes=classes,
         metrics=classification_scores(y, predicted)
+        | (flat_group_metrics(fairness) if fairness is not None else {})
         | {"train_time_s": timed.train_s, "predict_time_s": timed.predict_s},
         y_test=y,
         predicted=predicted,
@@ -92,6 +106,7 @@ def train_text(
         top_terms=top_terms(model, classes),
         train_s=timed.train_s,
         predict_s=timed.predict_s,
+        fairness=fairness,
     )
 
 
@@ -105,9 +120,13 @@ def write_trained_text(trained: TrainedText, out: Path) -> Fitted:
     write_json(out / "per_class.json", per_class_report(y, predicted, classes))
     write_predictions_csv(out / "predictions.csv", y, predicted, classes)
     plot_confusion(out / "confusion_matrix.png", y, predicted, classes, "text: confusion")
+    artifacts = ["per_class.json", "confusion_matrix.png", "explain.json", REFERENCE_FILE]
+    if trained.fairness is not None:
+        write_json(out / FAIRNESS_FILE, trained.fairness)
+        artifacts.append(FAIRNESS_FILE)
     return Fitted(
         metrics=trained.metrics,
-        artifacts=["per_class.json", "confusion_matrix.png", "explain.json", REFERENCE_FILE],
+        artifacts=artifacts,
         model_info=ModelInfo(
             classes=classes,
             reference=ReferenceEntry(
