@@ -69,6 +69,7 @@ def test_random_groups_show_a_small_gap_and_the_tracker_run_carries_it(
     assert fairness["overall"]["accuracy"] == pytest.approx(metrics["accuracy"])
     # The same values in the MLflow run, through the one tracking layer.
     state = read_state(Path(str(manifest.tracking.journal)), "mlflow")
+    assert state is not None
     run = mlflow.tracking.MlflowClient(f"sqlite:///{workdir / 'mlflow.db'}").get_run(
         state["run_id"]
     )
@@ -88,19 +89,18 @@ def test_a_gap_put_into_one_group_is_measured_in_its_direction(
     flipped = rng.choice(in_b, size=int(0.4 * len(in_b)), replace=False)
     test.loc[flipped, "label"] = 1 - test.loc[flipped, "label"]
     trained = train_text.train_text(train, test, ["neg", "pos"], make_params().train_text)
-    assert trained.fairness is not None
+    fairness = trained.fairness
+    assert fairness is not None
     acc_a = _accuracy(test, trained.predicted, "a")
     acc_b = _accuracy(test, trained.predicted, "b")
     assert trained.metrics["group.a.accuracy"] == pytest.approx(acc_a)
     assert trained.metrics["group.b.accuracy"] == pytest.approx(acc_b)
-    assert trained.fairness["best"] == "a" and trained.fairness["worst"] == "b"
+    assert fairness["best"] == "a" and fairness["worst"] == "b"
     assert trained.metrics[GROUP_GAP] == pytest.approx(acc_a - acc_b)
     assert trained.metrics[GROUP_GAP] > 0.2  # about 0.8 * (2 * acc - 1) / 2 for acc ~ 0.85
 
 
-def test_without_groups_there_are_no_group_metrics(
-    grouped_data: Path, make_params: Make
-) -> None:
+def test_without_groups_there_are_no_group_metrics(grouped_data: Path, make_params: Make) -> None:
     train = pd.read_parquet(grouped_data / "train.parquet").drop(columns="group")
     test = pd.read_parquet(grouped_data / "test.parquet").drop(columns="group")
     trained = train_text.train_text(train, test, ["neg", "pos"], make_params().train_text)

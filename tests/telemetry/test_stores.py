@@ -18,6 +18,7 @@ from mltrail.telemetry import (
     Feedback,
     Filter,
     Prediction,
+    Record,
     TelemetryStore,
     open_store,
     read_labelled,
@@ -189,7 +190,7 @@ def test_the_record_is_the_one_column_list_and_a_new_field_needs_migrations() ->
 def test_a_prediction_s_group_is_stored_and_read_back(store: TelemetryStore) -> None:
     """Schema 3: the group a client named is kept with its prediction, in windows and in the
     labelled rows the retrain loop reads; a prediction without one reads back None."""
-    records = [
+    records: list[Record] = [
         Prediction("g0", 100.0, "/predict/text", "m@1", 1, "pos", 0.9, 1.0, {}, "en-GB"),
         Prediction("g1", 101.0, "/predict/text", "m@1", 0, "neg", 0.8, 1.0, {}),
         Capture("g0", 100.0, "a text"),
@@ -225,24 +226,25 @@ def test_a_version_2_store_is_read_then_migrated_to_3_keeping_its_rows(
 
 
 def _insert_raw(store: TelemetryStore, columns: list[str], values: list[Any]) -> None:
+    """Rows as an older server wrote them, on a connection of the store's own driver."""
     import json
+    import sqlite3
 
-    values = [json.dumps(v) if isinstance(v, dict) else v for v in values]
-    if store.name == "sqlite":
-        import sqlite3
-
-        with closing(sqlite3.connect(store.location)) as conn, conn:
-            conn.execute(
-                f"INSERT INTO predictions ({', '.join(columns)}) VALUES "
-                f"({', '.join('?' * len(columns))})",
-                values,
-            )
-        return
     import psycopg
 
-    with psycopg.connect(store.dsn) as conn:  # type: ignore[attr-defined]
-        conn.execute(
-            f"INSERT INTO predictions ({', '.join(columns)}) VALUES "
-            f"({', '.join(['%s'] * len(columns))})",
-            values,
+    from mltrail.telemetry.stores.postgres import PostgresStore
+    from mltrail.telemetry.stores.sqlite import SQLiteStore
+
+    values = [json.dumps(v) if isinstance(v, dict) else v for v in values]
+    names = ", ".join(columns)
+    if isinstance(store, SQLiteStore):
+        with closing(sqlite3.connect(store.path)) as conn, conn:
+            conn.execute(
+                f"INSERT INTO predictions ({names}) VALUES ({', '.join('?' * len(values))})", values
+            )
+        return
+    assert isinstance(store, PostgresStore)
+    with psycopg.connect(store.dsn) as pg:
+        pg.execute(
+            f"INSERT INTO predictions ({names}) VALUES ({', '.join(['%s'] * len(values))})", values
         )

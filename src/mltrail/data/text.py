@@ -57,8 +57,7 @@ def read_labelled_text(
             raise DataError(
                 f"text.group_column is {group_column!r}, but {path} is the aclImdb archive, "
                 "which has no group column",
-                hint="use a CSV with that column (text.source.path), or set "
-                "text.group_column=null",
+                hint="use a CSV with that column (text.source.path), or set text.group_column=null",
             )
         return read_aclimdb_archive(path, encoding_errors)
     return read_text_csv(path, text_column, label_column, encoding_errors, group_column)

@@ -9,7 +9,8 @@ The decision is the most severe of its reasons:
   is worth retraining before labels say so.
 - ``warn``: an accuracy under that floor but within chance; any other drift (a class mix
   that moved while the inputs did not is the world changing, not the model failing); latency
-  over its SLO (retraining does not fix that).
+  over its SLO (retraining does not fix that); a gap in live accuracy between groups over
+  ``fairness_max_gap`` beyond chance (:mod:`mltrail.monitor.fairness`).
 - ``ok``: none of these; also when the window is too small to test (the reason says so).
 """
 
@@ -26,6 +27,7 @@ from scipy import stats  # type: ignore[import-untyped]
 from mltrail.config import MonitorParams
 from mltrail.models.reference import Reference
 from mltrail.monitor.drift import DATA, PREDICTION, DriftTest, run_tests
+from mltrail.monitor.fairness import check_groups
 from mltrail.monitor.summary import scored_feedback
 from mltrail.telemetry import Window
 
@@ -35,7 +37,7 @@ LEVELS = ("ok", "warn", "retrain")
 @dataclass
 class Reason:
     level: str
-    check: str  # drift | accuracy | latency | volume
+    check: str  # drift | accuracy | latency | volume | fairness
     message: str
 
     def as_dict(self) -> dict[str, str]:
@@ -54,6 +56,9 @@ class Check:
     accuracy: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, Any] = field(default_factory=dict)
     window: dict[str, Any] = field(default_factory=dict)
+    fairness: dict[str, Any] = field(default_factory=dict)
+    """Live accuracy per group (:mod:`mltrail.monitor.fairness`); empty when no labelled
+    prediction named a group."""
     id: str = field(default_factory=lambda: uuid.uuid4().hex[:12])
     time: float = field(default_factory=time.time)
 
@@ -73,6 +78,7 @@ class Check:
             "drift": [t.as_dict() for t in self.tests],
             "accuracy": self.accuracy,
             "latency": self.latency,
+            "fairness": self.fairness,
         }
 
 
@@ -186,6 +192,12 @@ def check_window(
                     f"{floor:.3f}, but not beyond chance (p={p_value:.2g})",
                 )
             )
+
+    groups = check_groups(window, len(reference.classes), params)
+    if groups is not None:
+        check.fairness = groups.as_dict()
+        reasons.append(Reason(groups.level, "fairness", groups.why))
+        reasons.extend(Reason("ok", "fairness", note) for note in groups.notes)
 
     if n < params.min_predictions:
         reasons.append(

@@ -137,6 +137,33 @@ def _timeline(
     return _png(fig)
 
 
+def _fairness(fairness: dict[str, Any]) -> str:
+    """Live accuracy per group: the table, and why the decision was taken."""
+    if not fairness:
+        return ""
+    e = html.escape
+    rows = "".join(
+        f"<tr><td>{e(g['group'])}</td><td>{g['labelled']}</td><td>{g['correct']}</td>"
+        f"<td>{g['accuracy']:.3f}</td><td>{'yes' if g['tested'] else 'too few labels'}</td></tr>"
+        for g in fairness["groups"]
+    )
+    p_value = fairness.get("p_value")
+    test = (
+        ""
+        if p_value is None
+        else f" {e(fairness['test'])}: p={p_value:.3g} at alpha {fairness['alpha']:.3g} "
+        f"({fairness['pairs']} pair{'s' if fairness['pairs'] != 1 else ''} of groups)."
+    )
+    return (
+        f"<h2>Live accuracy per group <span style='color:{COLORS[fairness['level']]}'>"
+        f"{e(fairness['level'])}</span></h2><p>{e(fairness['why'])}.{test} Allowed gap "
+        f"{fairness['max_gap']}; groups need {fairness['min_labelled']} labelled predictions "
+        f"to be tested; {fairness['without_group']} labelled predictions named no group.</p>"
+        "<table><tr><th>group</th><th>labelled</th><th>correct</th><th>accuracy</th>"
+        f"<th>tested</th></tr>{rows}</table>"
+    )
+
+
 def render_html(
     check: Check,
     task: str,
@@ -197,6 +224,7 @@ predictions; check <code>{check.id}</code>.</p>
 {lat.get("p50_ms", float("nan")):.2f} / {lat.get("p95_ms", float("nan")):.2f} /
 {lat.get("p99_ms", float("nan")):.2f} ms (SLO p95 {lat.get("slo_p95_ms", float("nan")):.0f}
 ms).</p>
+{_fairness(check.fairness)}
 {"".join(sections)}
 <h2>Drift tests</h2>
 <table><tr><th>test</th><th>group</th><th>method</th><th>statistic</th><th>p-value</th>

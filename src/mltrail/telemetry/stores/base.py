@@ -285,9 +285,7 @@ class SQLStore(ABC):
         sql = _LABELLED.format(m=self.mark, group=group)
         found = self._query([(sql, (endpoint, after))], True)
         rows = found[0] if found else []
-        return [
-            Labelled(r[0], float(r[1]), r[2], int(r[3]), int(r[4]), r[5], r[6]) for r in rows
-        ]
+        return [Labelled(r[0], float(r[1]), r[2], int(r[3]), int(r[4]), r[5], r[6]) for r in rows]
 
     def close(self) -> None:
         if self._conn is not None:
