@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,12 +26,17 @@ def classification_scores(y_true: NDArray[Any], y_pred: NDArray[Any]) -> dict[st
 GROUP_GAP = "group_accuracy_gap"
 """Accuracy of the best group minus that of the worst, on the test split."""
 _UNSAFE = re.compile(r"[^A-Za-z0-9_\-. ]")
+"""Characters of a group's name that cannot be in a metric key (``/`` can, but nests in W&B)."""
 
 
 def group_metric_key(group: str, metric: str) -> str:
-    """``group.<name>.<metric>``: a flat key every tracker accepts (MLflow allows letters,
-    digits, ``_-. /``; other characters of a group's name become ``_``)."""
-    return f"group.{_UNSAFE.sub('_', group)[:100]}.{metric}"
+    """``group.<name>.<metric>``: a flat key every tracker accepts. MLflow allows letters,
+    digits and ``_-. /`` in a key; a name with other characters has them replaced by ``_`` and
+    a short hash of the name added, so that two such names ("é", "è") never share a key."""
+    safe = _UNSAFE.sub("_", group)[:80]
+    if safe != group:
+        safe += "-" + hashlib.sha256(group.encode()).hexdigest()[:8]
+    return f"group.{safe}.{metric}"
 
 
 def group_scores(
