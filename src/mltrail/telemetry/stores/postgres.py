@@ -22,6 +22,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from mltrail.errors import MltrailError
+from mltrail.telemetry.aggregate import PERCENTILES, Latency, latency_from_exact
 from mltrail.telemetry.queue import RecordsRejected
 from mltrail.telemetry.record import TABLES, Record, Table
 from mltrail.telemetry.stores.base import (
@@ -167,6 +168,21 @@ class PostgresStore(SQLStore):
                 conn.close()
             raise
         return None if row is None else PredictionRef(row[0], row[1])
+
+    # Exact percentiles: PostgreSQL sorts each group's latencies itself (the SQLite store
+    # reads them off a histogram instead).
+    exact_percentiles = True
+
+    def _latency_statement(self, group: str, where: str, args: Sequence[Any]) -> Statement:
+        wanted = ", ".join(repr(q) for q in PERCENTILES)
+        return (
+            f"SELECT {group} AS g, count(*), percentile_cont(ARRAY[{wanted}]) "
+            f"WITHIN GROUP (ORDER BY inference_ms) FROM predictions{where} GROUP BY 1",
+            args,
+        )
+
+    def _latency_groups(self, rows: list[tuple[Any, ...]]) -> dict[Any, Latency]:
+        return {group: latency_from_exact(int(n), values) for group, n, values in rows}
 
     def close(self) -> None:
         super().close()
