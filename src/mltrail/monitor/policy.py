@@ -9,7 +9,8 @@ The decision is the most severe of its reasons:
   is worth retraining before labels say so.
 - ``warn``: an accuracy under that floor but within chance; any other drift (a class mix
   that moved while the inputs did not is the world changing, not the model failing); latency
-  over its SLO (retraining does not fix that).
+  over its SLO, or a new model version slower than the one it replaced beyond noise
+  (:mod:`mltrail.monitor.audit`; retraining does not fix either).
 - ``ok``: none of these; also when the window is too small to test (the reason says so).
 """
 
@@ -25,6 +26,7 @@ from scipy import stats  # type: ignore[import-untyped]
 
 from mltrail.config import MonitorParams
 from mltrail.models.reference import Reference
+from mltrail.monitor.audit import LatencyRegression
 from mltrail.monitor.drift import DATA, PREDICTION, DriftTest, run_tests
 from mltrail.monitor.summary import scored_feedback
 from mltrail.telemetry import Window
@@ -107,9 +109,11 @@ def check_window(
     params: MonitorParams,
     model_version: str | None = None,
     reference_accuracy: float | None = None,
+    regression: LatencyRegression | None = None,
 ) -> Check:
     """Test ``window`` against ``reference`` and decide. ``reference_accuracy`` defaults to the
-    model's accuracy on the reference (held-out) data."""
+    model's accuracy on the reference (held-out) data; ``regression``: the latency test
+    against the version this one replaced (:func:`mltrail.monitor.audit.audit_latency`)."""
     n = len(window.predictions)
     reasons: list[Reason] = []
     check = Check("ok", reasons, model_version, n)
@@ -136,6 +140,12 @@ def check_window(
                         f"{name} latency {value:.1f} ms is over its SLO of {limit:.0f} ms",
                     )
                 )
+
+    if regression is not None:
+        check.latency["regression"] = regression.as_dict()
+        if regression.slower or not regression.tested:
+            level = "warn" if regression.slower else "ok"
+            reasons.append(Reason(level, "latency", regression.message))
 
     expected = reference.accuracy if reference_accuracy is None else reference_accuracy
     labelled, out_of_range = scored_feedback(window, len(reference.classes))
