@@ -32,8 +32,14 @@ ENDPOINT = "/predict/text"
 
 
 @pytest.fixture(params=[kind.name for kind in store_kinds()])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryStore]:
-    with closing(open_store(STORE_URIS[request.param](request, tmp_path))) as opened:
+def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store of each kind (named ``uri``: tests/conftest.py marks the PostgreSQL one)."""
+    return STORE_URIS[request.param](request, tmp_path)
+
+
+@pytest.fixture
+def store(uri: str) -> Iterator[TelemetryStore]:
+    with closing(open_store(uri)) as opened:
         yield opened
 
 

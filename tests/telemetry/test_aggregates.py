@@ -18,8 +18,14 @@ RESOLUTION = LATENCY_BIN_RATIO**0.5 - 1  # SQLite's percentiles: the bin's geome
 
 
 @pytest.fixture(params=[kind.name for kind in store_kinds()])
-def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[TelemetryStore]:
-    with closing(open_store(STORE_URIS[request.param](request, tmp_path))) as opened:
+def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store of each kind (named ``uri``: tests/conftest.py marks the PostgreSQL one)."""
+    return STORE_URIS[request.param](request, tmp_path)
+
+
+@pytest.fixture
+def store(uri: str) -> Iterator[TelemetryStore]:
+    with closing(open_store(uri)) as opened:
         yield opened
 
 
