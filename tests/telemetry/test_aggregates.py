@@ -74,6 +74,12 @@ def test_traffic_is_bucketed_and_counted_in_sql(store: TelemetryStore) -> None:
                 rank = sorted(ms)[int(np.ceil(q / 100 * len(ms))) - 1]
                 assert value is not None
                 assert abs(value - rank) <= RESOLUTION * rank * 1.0001
+    # The versions in the period, as read_version_latency reads them over all time.
+    everything = store.read_version_latency("/predict/text")
+    assert [(v.model_version, v.first, v.last, v.latency) for v in traffic.versions] == [
+        (v.model_version, v.first, v.last, v.latency) for v in everything
+    ]
+    assert [v.mean_ms for v in traffic.versions] == pytest.approx([v.mean_ms for v in everything])
     # Another endpoint, or a range without rows: nothing.
     assert store.read_traffic(1000.0, 1600.0, 6, endpoint="/predict/image").requests == 0
     assert store.read_traffic(0.0, 10.0, 6).buckets == []

@@ -165,7 +165,7 @@ def model_view(
     if store is not None:
         try:
             view.traffic = store.read_traffic(since, until, BUCKETS, spec.endpoint)
-            view.timings += serving_records(store.read_version_latency(spec.endpoint))
+            view.timings += serving_records(view.traffic.versions)  # in the period
         except MltrailError as exc:  # no store file yet (nothing served), or unreachable
             view.telemetry_note = str(exc)
             view.traffic = Traffic(since, until, (until - since) / BUCKETS)

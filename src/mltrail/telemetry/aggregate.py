@@ -69,6 +69,8 @@ class Traffic:
     """Predictions per confidence bin (:data:`CONFIDENCE_BINS` of them)."""
     exact_percentiles: bool = True
     """False: read from latency bins (SQLite), within 2.5 %."""
+    versions: list[VersionLatency] = field(default_factory=list)
+    """Each model version's predictions in the period, oldest version first."""
 
     @property
     def requests(self) -> int:

@@ -97,7 +97,8 @@ class TelemetryStore(Protocol):
         self, since: float, until: float, buckets: int, endpoint: str | None = None
     ) -> Traffic:
         """Requests, latency percentiles and mean confidence per time bucket (``buckets`` of
-        equal width over [since, until)), class mix and confidence histogram, in SQL."""
+        equal width over [since, until)), class mix, confidence histogram and latency per
+        model version over the period, in SQL."""
 
     def read_version_latency(self, endpoint: str | None = None) -> list[VersionLatency]:
         """Per model version (of ``endpoint``): predictions, first and last time, latency
@@ -298,11 +299,7 @@ class SQLStore(ABC):
         """Rows from which :meth:`_latency_groups` reads the latency percentiles of each
         ``group``. Here: counts per (group, log-spaced latency bin), for a database without
         percentiles (SQLite); PostgreSQL overrides both with its exact ``percentile_cont``."""
-        floor = LATENCY_BIN_FLOOR_MS
-        index = (
-            f"CAST(floor(ln(max(inference_ms, {floor!r}) / {floor!r}) / "
-            f"ln({LATENCY_BIN_RATIO!r})) AS INTEGER)"
-        )
+        index = self._latency_bin()
         return (
             f"SELECT {group} AS g, {index} AS b, count(*) FROM predictions{where} GROUP BY 1, 2",
             args,
@@ -316,55 +313,86 @@ class SQLStore(ABC):
 
     exact_percentiles: ClassVar[bool] = False
 
+    def _latency_bin(self) -> str:
+        floor = LATENCY_BIN_FLOOR_MS
+        return (
+            f"CAST(floor(ln(max(inference_ms, {floor!r}) / {floor!r}) / "
+            f"ln({LATENCY_BIN_RATIO!r})) AS INTEGER)"
+        )
+
+    def _period(
+        self, bucket: str, where: str, args: Sequence[Any]
+    ) -> tuple[dict[int, tuple[int, float, Latency]], list[VersionLatency]]:
+        """Per time bucket (requests, mean confidence, latency) and per model version, in
+        one scan: counts per (bucket, version, latency bin), merged here both ways (a few
+        thousand rows for a million predictions). PostgreSQL overrides it (exact
+        percentiles, two queries)."""
+        sql = (
+            f"SELECT {bucket}, model_version, {self._latency_bin()}, count(*), "
+            "sum(confidence), min(time), max(time), sum(inference_ms) "
+            f"FROM predictions{where} GROUP BY 1, 2, 3"
+        )
+        found = self._query([(sql, args)], missing_table_ok=True)
+        by_bucket: dict[int, list[Any]] = {}  # n, confidence sum, {bin: count}
+        by_version: dict[str, list[Any]] = {}  # n, first, last, ms sum, {bin: count}
+        for index, version, bin_, n, conf, first, last, ms in found[0] if found else []:
+            b = by_bucket.setdefault(int(index), [0, 0.0, {}])
+            b[0] += n
+            b[1] += conf
+            b[2][int(bin_)] = b[2].get(int(bin_), 0) + n
+            v = by_version.setdefault(str(version), [0, float(first), float(last), 0.0, {}])
+            v[0] += n
+            v[1], v[2] = min(v[1], float(first)), max(v[2], float(last))
+            v[3] += ms
+            v[4][int(bin_)] = v[4].get(int(bin_), 0) + n
+        buckets = {
+            i: (n, conf / n, percentiles_from_bins(bins.items()))
+            for i, (n, conf, bins) in by_bucket.items()
+        }
+        versions = [
+            VersionLatency(name, first, last, percentiles_from_bins(bins.items()), ms / n)
+            for name, (n, first, last, ms, bins) in by_version.items()
+        ]
+        return buckets, sorted(versions, key=lambda v: (v.first, v.model_version))
+
     def read_traffic(
         self, since: float, until: float, buckets: int, endpoint: str | None = None
     ) -> Traffic:
         width = max((until - since) / max(buckets, 1), 1e-6)
         where, args = _where(Filter(since, until, endpoint), self.mark)
-        bucket = f"floor((time - {float(since)!r}) / {float(width)!r})"
+        bucket = f"CAST(floor((time - {float(since)!r}) / {float(width)!r}) AS INTEGER)"
         top = CONFIDENCE_BINS - 1
         confidence_bin = (
             f"CASE WHEN confidence >= 1 THEN {top} WHEN confidence <= 0 THEN 0 "
             f"ELSE CAST(floor(confidence * {CONFIDENCE_BINS}) AS INTEGER) END"
         )
-        found = self._query(
+        traffic = Traffic(since, until, width, exact_percentiles=self.exact_percentiles)
+        histogram = [0] * CONFIDENCE_BINS
+        traffic.confidence_bins.extend(histogram)
+        # Two scans of the period: the class and confidence mix, then time and latency.
+        mix = self._query(
             [
                 (
-                    f"SELECT {bucket}, count(*), avg(confidence) FROM predictions{where} "
-                    "GROUP BY 1 ORDER BY 1",
+                    f"SELECT class_name, {confidence_bin}, count(*) FROM predictions{where} "
+                    "GROUP BY 1, 2",
                     args,
-                ),
-                self._latency_statement(bucket, where, args),
-                (
-                    f"SELECT class_name, count(*) FROM predictions{where} "
-                    "GROUP BY 1 ORDER BY 2 DESC, 1",
-                    args,
-                ),
-                (f"SELECT {confidence_bin}, count(*) FROM predictions{where} GROUP BY 1", args),
+                )
             ],
             missing_table_ok=True,
         )
-        traffic = Traffic(since, until, width, exact_percentiles=self.exact_percentiles)
-        if found is None:  # nothing written yet
-            traffic.confidence_bins.extend([0] * CONFIDENCE_BINS)
+        if mix is None:  # nothing written yet
             return traffic
-        counts, latency_rows, classes, confidence = found
-        latency = {int(k): v for k, v in self._latency_groups(latency_rows).items()}
-        for index, n, mean_confidence in counts:
-            i = int(index)
-            traffic.buckets.append(
-                TimeBucket(
-                    since + i * width,
-                    int(n),
-                    float(mean_confidence),
-                    latency.get(i, Latency(int(n), None, None, None)),
-                )
-            )
-        traffic.class_mix.update({str(name): int(n) for name, n in classes})
-        histogram = [0] * CONFIDENCE_BINS
-        for index, n in confidence:
+        classes: dict[str, int] = {}
+        for name, index, n in mix[0]:
+            classes[str(name)] = classes.get(str(name), 0) + int(n)
             histogram[min(max(int(index), 0), top)] += int(n)
-        traffic.confidence_bins.extend(histogram)
+        traffic.confidence_bins[:] = histogram
+        traffic.class_mix.update(sorted(classes.items(), key=lambda kv: (-kv[1], kv[0])))
+        per_bucket, versions = self._period(bucket, where, args)
+        for i in sorted(per_bucket):
+            n, confidence, latency = per_bucket[i]
+            traffic.buckets.append(TimeBucket(since + i * width, n, confidence, latency))
+        traffic.versions.extend(versions)
         return traffic
 
     def read_version_latency(self, endpoint: str | None = None) -> list[VersionLatency]:
