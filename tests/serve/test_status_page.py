@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import httpx
 
@@ -58,3 +59,30 @@ def test_a_bad_period_is_a_clear_422(server: Server) -> None:
     with server.client() as client:
         r = client.get("/status", params={"hours": -1})
     assert r.status_code == 422 and "hours" in r.text
+
+
+def test_tracker_runs_link_to_the_mlflow_ui_from_the_journal(tmp_path: Path) -> None:
+    from mltrail.contracts.manifest import Manifest
+    from mltrail.serve.status_page import tracker_runs
+    from mltrail.tracking.journal import state_path
+    from tests.monitor.test_audit import _MANIFEST
+
+    journal = tmp_path / "run1"
+    journal.mkdir()
+    done = {"status": "done", "run_id": "abc123", "experiment_id": "7", "uri": "runs:/abc123"}
+    state_path(journal, "mlflow").write_text(json.dumps(done))
+    data = json.loads(_MANIFEST)
+    backends = {"mlflow": "http://mlflow.internal:5000/", "wandb": "proj"}
+    data["tracking"] = {"run_id": "r1", "journal": str(journal), "backends": backends}
+    manifest = Manifest.from_json(data)
+    mlflow, wandb = tracker_runs(manifest, None)
+    assert (mlflow.run_id, mlflow.state) == ("abc123", "done")
+    assert mlflow.url == "http://mlflow.internal:5000/#/experiments/7/runs/abc123"
+    assert (wandb.run_id, wandb.url) == (None, None)
+    assert wandb.state == "unknown here (journal not on this machine)"
+    # A local store has no web page: a link only with mlflow_ui_url.
+    data["tracking"]["backends"] = {"mlflow": "sqlite:///mlflow.db"}
+    [local] = tracker_runs(Manifest.from_json(data), None)
+    assert local.url is None and local.run_id == "abc123"
+    [linked] = tracker_runs(Manifest.from_json(data), "https://mlflow.example")
+    assert linked.url == "https://mlflow.example/#/experiments/7/runs/abc123"
