@@ -150,3 +150,21 @@ _MANIFEST = json.dumps(
         "host": {"machine": "x86_64", "system": "Linux"},
     }
 )
+
+
+def test_check_json_and_the_report_carry_the_regression(
+    store: TelemetryStore, tmp_path: Path
+) -> None:
+    from mltrail.monitor.report import write_outputs
+
+    _served(store, "m@old", 1000.0, 4.0, 300)
+    _served(store, "m@new", 100_000.0, 7.0, 300)
+    regression = audit_latency(store, ENDPOINT, "m@new", PARAMS)
+    window, reference = synthetic.window(), synthetic.reference()
+    check = check_window(window, reference, PARAMS, "m@new", regression=regression)
+    paths = write_outputs(tmp_path, check, "text", reference, window)
+    saved = json.loads(paths["json"].read_text())["latency"]["regression"]
+    assert saved["slower"] is True and saved["previous"] == "m@old"
+    assert saved["ratio"] == pytest.approx(7.0 / 4.0, rel=0.1)
+    assert "Latency against the version replaced" in paths["html"].read_text()
+    assert "slower than m@old" in paths["html"].read_text()
