@@ -230,6 +230,13 @@ class LatencySlo(_Section):
 
     p95_ms: float = Field(default=50.0, gt=0)
     p99_ms: float = Field(default=200.0, gt=0)
+    regression_ratio: float = Field(default=1.2, ge=1)
+    """A new model version is slower than the one it replaced when its median model time is
+    this many times the old one's *and* a one-sided Mann-Whitney U test says so at ``alpha``
+    (``mltrail.monitor.audit``): both, so that neither noise nor a trivial slowdown warns."""
+    regression_min_samples: int = Field(default=50, gt=1)
+    """Predictions needed of each version before the regression is tested (fewer: not
+    tested, and the check says so)."""
 
 
 class MonitorParams(_Section):

@@ -179,7 +179,17 @@ class ServeSettingsBase(_Declared):
     `models:/<name>@<alias>` names; when it changes, the server loads that version (as a hot
     reload does). 0 turns it off; a folder, `runs:/` or `models:/<name>/<version>` is fixed."""
     image_tag: str | None = None
-    """The container image tag, shown by /version."""
+    """The container image tag, shown by /version and the status page."""
+    monitor_dir: Annotated[str, PATH] = "monitoring"
+    """Where `mltrail monitor --out` / `mltrail retrain` write their checks: the status page
+    shows the decisions in `<monitor_dir>/<task>/decisions.jsonl` (or
+    `<monitor_dir>/decisions.jsonl`)."""
+    releases_history: Annotated[str | None, PATH] = None
+    """The promotions the status page lists (`releases/history.jsonl`, which `mltrail
+    promote` writes; default: beside `pointer_file`, else `releases/history.jsonl`)."""
+    mlflow_ui_url: str | None = None
+    """The MLflow UI the status page links runs to (default: the model's MLflow tracking URI
+    when it is http(s); a local `sqlite:` store has no web page, so no link)."""
     log_inputs: bool = False
     """Log raw inputs (texts, pixel arrays) in the server log; off: they are never logged."""
     capture_inputs: float = Field(default=0.0, ge=0, le=1)

@@ -86,6 +86,19 @@ def start_server(
 ) -> Server:
     """A real ``mltrail serve`` on 127.0.0.1 with ``settings`` in its YAML file and the API key
     in its environment; ``environ`` adds variables (None: removes one)."""
+    return start_server_with([str(BIN / "mltrail")], workdir, models, environ=environ, **settings)
+
+
+def start_server_with(
+    command: list[str],
+    workdir: Path,
+    models: dict[str, Path],
+    *,
+    environ: Mapping[str, str | None] | None = None,
+    **settings: object,
+) -> Server:
+    """:func:`start_server`, with ``command`` instead of ``mltrail`` (``serve --settings FILE``
+    follows it)."""
     workdir.mkdir(parents=True, exist_ok=True)
     values = {
         "text_model": str(models["text"]),
@@ -104,7 +117,7 @@ def start_server(
         else:
             env[name] = value
     proc = subprocess.Popen(
-        [str(BIN / "mltrail"), "serve", "--settings", str(workdir / "serve.yaml")],
+        [*command, "serve", "--settings", str(workdir / "serve.yaml")],
         cwd=workdir, env=env, stdout=log.open("wb"), stderr=subprocess.STDOUT,
     )  # fmt: skip
     server = Server(f"http://127.0.0.1:{values['port']}", proc, log, workdir)

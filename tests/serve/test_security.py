@@ -97,7 +97,14 @@ def test_the_openapi_schema_declares_the_bearer_scheme_on_guarded_routes() -> No
     schemes = schema["components"]["securitySchemes"]
     assert list(schemes) == ["HTTPBearer"]
     assert (schemes["HTTPBearer"]["type"], schemes["HTTPBearer"]["scheme"]) == ("http", "bearer")
-    guarded = {"/predict/text", "/predict/image", "/feedback", "/admin/reload", "/version"}
+    guarded = {
+        "/predict/text",
+        "/predict/image",
+        "/feedback",
+        "/admin/reload",
+        "/version",
+        "/status",
+    }  # the page: the bearer, or its login cookie
     for path, operations in schema["paths"].items():
         for operation in operations.values():
             assert (operation.get("security") == [{"HTTPBearer": []}]) == (path in guarded), path

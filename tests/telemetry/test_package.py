@@ -34,10 +34,9 @@ def test_telemetry_imports_nothing_above_it() -> None:
 
 
 def test_the_public_api() -> None:
-    public = (
-        "Capture Counters DEFAULT_STORE Feedback Filter Labelled Prediction Record STORE_ENV Sink"
-    )
-    public += " Telemetry TelemetrySettings TelemetryStore Window build_sinks default_store"
+    public = "Capture Counters DEFAULT_STORE Feedback Filter Labelled Latency Prediction Record"
+    public += " STORE_ENV Sink Telemetry TelemetrySettings TelemetryStore TimeBucket Traffic"
+    public += " VersionLatency Window build_sinks default_store"
     public += " open_store read_labelled read_window store_from_env store_kinds"
     assert sorted(mltrail.telemetry.__all__) == public.split()
     assert all(hasattr(mltrail.telemetry, name) for name in mltrail.telemetry.__all__)

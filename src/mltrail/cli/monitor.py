@@ -52,7 +52,8 @@ def cmd_monitor(args: MonitorArgs) -> int:
 
     params = args.load_params()
     model = monitored_model(args.model)
-    check = run_check(store, model, params.monitor, args.out)
+    history = Path(params.retrain.pointer_file).parent / "history.jsonl"
+    check = run_check(store, model, params.monitor, args.out, history)
     if args.json:
         print(json.dumps(check.as_dict(), indent=2))
     else:

@@ -9,8 +9,9 @@ The decision is the most severe of its reasons:
   is worth retraining before labels say so.
 - ``warn``: an accuracy under that floor but within chance; any other drift (a class mix
   that moved while the inputs did not is the world changing, not the model failing); latency
-  over its SLO (retraining does not fix that); a gap in live accuracy between groups over
-  ``fairness_max_gap`` beyond chance (:mod:`mltrail.monitor.fairness`).
+  over its SLO, or a new model version slower than the one it replaced beyond noise
+  (:mod:`mltrail.monitor.audit`; retraining does not fix either); a gap in live accuracy
+  between groups over ``fairness_max_gap`` beyond chance (:mod:`mltrail.monitor.fairness`).
 - ``ok``: none of these; also when the window is too small to test (the reason says so).
 """
 
@@ -26,6 +27,7 @@ from scipy import stats  # type: ignore[import-untyped]
 
 from mltrail.config import MonitorParams
 from mltrail.models.reference import Reference
+from mltrail.monitor.audit import LatencyRegression
 from mltrail.monitor.drift import DATA, PREDICTION, DriftTest, run_tests
 from mltrail.monitor.fairness import check_groups
 from mltrail.monitor.summary import scored_feedback
@@ -113,85 +115,21 @@ def check_window(
     params: MonitorParams,
     model_version: str | None = None,
     reference_accuracy: float | None = None,
+    regression: LatencyRegression | None = None,
 ) -> Check:
     """Test ``window`` against ``reference`` and decide. ``reference_accuracy`` defaults to the
-    model's accuracy on the reference (held-out) data."""
+    model's accuracy on the reference (held-out) data; ``regression``: the latency test
+    against the version this one replaced (:func:`mltrail.monitor.audit.audit_latency`)."""
     n = len(window.predictions)
     reasons: list[Reason] = []
     check = Check("ok", reasons, model_version, n)
     if n:
         check.window = {"from": window.predictions[0].time, "to": window.predictions[-1].time}
 
-    latencies = np.array([p.inference_ms for p in window.predictions], dtype=np.float64)
-    if n:
-        p95, p99 = (float(v) for v in np.percentile(latencies, [95, 99]))
-        slo = params.latency
-        check.latency = {
-            "p50_ms": float(np.median(latencies)),
-            "p95_ms": p95,
-            "p99_ms": p99,
-            "slo_p95_ms": slo.p95_ms,
-            "slo_p99_ms": slo.p99_ms,
-        }
-        for name, value, limit in (("p95", p95, slo.p95_ms), ("p99", p99, slo.p99_ms)):
-            if value > limit:
-                reasons.append(
-                    Reason(
-                        "warn",
-                        "latency",
-                        f"{name} latency {value:.1f} ms is over its SLO of {limit:.0f} ms",
-                    )
-                )
-
-    expected = reference.accuracy if reference_accuracy is None else reference_accuracy
-    labelled, out_of_range = scored_feedback(window, len(reference.classes))
-    correct = sum(int(p.label) == window.feedback[p.prediction_id] for p in labelled)
-    live = correct / len(labelled) if labelled else None
-    check.accuracy = {
-        "labelled": len(labelled),
-        "live": live,
-        "reference": expected,
-        "max_drop": params.max_accuracy_drop,
-        "out_of_range": out_of_range,
-    }
-    if out_of_range:
-        reasons.append(
-            Reason(
-                "ok",
-                "accuracy",
-                f"{out_of_range} feedback labels are not class indices of the model "
-                f"(0-{len(reference.classes) - 1}): skipped, not scored",
-            )
-        )
-    enough = live is not None and len(labelled) >= params.min_feedback
-    floor = expected - params.max_accuracy_drop
-    if enough and live is not None and live < floor:
-        # A few hundred labels measure accuracy to a few points: retrain only when the live
-        # accuracy is below the allowed floor beyond chance (one-sided binomial test at
-        # alpha), so that noise does not retrain a model that is fine.
-        p_value = float(
-            stats.binomtest(correct, len(labelled), max(floor, 0.0), alternative="less").pvalue
-        )
-        check.accuracy["p_value"] = p_value
-        if p_value < params.alpha:
-            reasons.append(
-                Reason(
-                    "retrain",
-                    "accuracy",
-                    f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is "
-                    f"{expected - live:.3f} below the reference {expected:.3f} (allowed drop "
-                    f"{params.max_accuracy_drop}; p={p_value:.2g})",
-                )
-            )
-        else:
-            reasons.append(
-                Reason(
-                    "warn",
-                    "accuracy",
-                    f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is below "
-                    f"{floor:.3f}, but not beyond chance (p={p_value:.2g})",
-                )
-            )
+    check.latency, latency_reasons = _latency(window, params, regression)
+    reasons.extend(latency_reasons)
+    check.accuracy, accuracy_reasons = _accuracy(window, reference, params, reference_accuracy)
+    reasons.extend(accuracy_reasons)
 
     groups = check_groups(window, len(reference.classes), params)
     if groups is not None:
@@ -226,3 +164,101 @@ def check_window(
     levels = [LEVELS.index(r.level) for r in reasons]
     check.decision = LEVELS[max(levels, default=0)]
     return check
+
+
+def _latency(
+    window: Window, params: MonitorParams, regression: LatencyRegression | None
+) -> tuple[dict[str, Any], list[Reason]]:
+    """The window's latency against its SLO, and against the version it replaced."""
+    n = len(window.predictions)
+    latency: dict[str, Any] = {}
+    reasons: list[Reason] = []
+    latencies = np.array([p.inference_ms for p in window.predictions], dtype=np.float64)
+    if n:
+        p95, p99 = (float(v) for v in np.percentile(latencies, [95, 99]))
+        slo = params.latency
+        latency = {
+            "p50_ms": float(np.median(latencies)),
+            "p95_ms": p95,
+            "p99_ms": p99,
+            "slo_p95_ms": slo.p95_ms,
+            "slo_p99_ms": slo.p99_ms,
+        }
+        for name, value, limit in (("p95", p95, slo.p95_ms), ("p99", p99, slo.p99_ms)):
+            if value > limit:
+                reasons.append(
+                    Reason(
+                        "warn",
+                        "latency",
+                        f"{name} latency {value:.1f} ms is over its SLO of {limit:.0f} ms",
+                    )
+                )
+
+    if regression is not None:
+        latency["regression"] = regression.as_dict()
+        if regression.slower or not regression.tested:
+            level = "warn" if regression.slower else "ok"
+            reasons.append(Reason(level, "latency", regression.message))
+
+    return latency, reasons
+
+
+def _accuracy(
+    window: Window,
+    reference: Reference,
+    params: MonitorParams,
+    reference_accuracy: float | None,
+) -> tuple[dict[str, Any], list[Reason]]:
+    """Live accuracy from the window's feedback against the reference's."""
+    reasons: list[Reason] = []
+    expected = reference.accuracy if reference_accuracy is None else reference_accuracy
+    labelled, out_of_range = scored_feedback(window, len(reference.classes))
+    correct = sum(int(p.label) == window.feedback[p.prediction_id] for p in labelled)
+    live = correct / len(labelled) if labelled else None
+    accuracy: dict[str, Any] = {
+        "labelled": len(labelled),
+        "live": live,
+        "reference": expected,
+        "max_drop": params.max_accuracy_drop,
+        "out_of_range": out_of_range,
+    }
+    if out_of_range:
+        reasons.append(
+            Reason(
+                "ok",
+                "accuracy",
+                f"{out_of_range} feedback labels are not class indices of the model "
+                f"(0-{len(reference.classes) - 1}): skipped, not scored",
+            )
+        )
+    enough = live is not None and len(labelled) >= params.min_feedback
+    floor = expected - params.max_accuracy_drop
+    if enough and live is not None and live < floor:
+        # A few hundred labels measure accuracy to a few points: retrain only when the live
+        # accuracy is below the allowed floor beyond chance (one-sided binomial test at
+        # alpha), so that noise does not retrain a model that is fine.
+        p_value = float(
+            stats.binomtest(correct, len(labelled), max(floor, 0.0), alternative="less").pvalue
+        )
+        accuracy["p_value"] = p_value
+        if p_value < params.alpha:
+            reasons.append(
+                Reason(
+                    "retrain",
+                    "accuracy",
+                    f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is "
+                    f"{expected - live:.3f} below the reference {expected:.3f} (allowed drop "
+                    f"{params.max_accuracy_drop}; p={p_value:.2g})",
+                )
+            )
+        else:
+            reasons.append(
+                Reason(
+                    "warn",
+                    "accuracy",
+                    f"live accuracy {live:.3f} on {len(labelled)} labelled predictions is below "
+                    f"{floor:.3f}, but not beyond chance (p={p_value:.2g})",
+                )
+            )
+
+    return accuracy, reasons

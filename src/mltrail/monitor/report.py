@@ -195,6 +195,13 @@ def render_html(
     live = "n/a" if acc.get("live") is None else f"{acc['live']:.3f}"
     lat = check.latency
     sections = []
+    regression = lat.get("regression")
+    if regression:  # the temporal audit (mltrail.monitor.audit)
+        flag = COLORS["warn"] if regression.get("slower") else "inherit"
+        sections.append(
+            f"<h2>Latency against the version replaced</h2><p style='color:{flag}'>"
+            f"{e(str(regression.get('message', '')))}</p>"
+        )
     if check.tests:
         sections.append(
             "<h2>Distributions: reference (grey) vs window</h2>"

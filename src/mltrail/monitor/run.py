@@ -7,6 +7,7 @@ the recent history of the endpoint across versions.
 
 from __future__ import annotations
 
+from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,10 +16,11 @@ from mltrail.contracts.manifest import Manifest
 from mltrail.contracts.tasks import task_spec
 from mltrail.errors import MltrailError
 from mltrail.models.reference import Reference
+from mltrail.monitor.audit import audit_latency, read_history
 from mltrail.monitor.policy import Check, check_window
 from mltrail.monitor.report import write_outputs
 from mltrail.monitor.summary import summarize
-from mltrail.telemetry import read_window
+from mltrail.telemetry import open_store, read_window
 
 HISTORY = 3000  # predictions shown on the report's timeline
 
@@ -56,11 +58,20 @@ def monitored_model(source: str) -> MonitoredModel:
 
 
 def run_check(
-    store: str, model: MonitoredModel, params: MonitorParams, out_dir: Path | None
+    store: str,
+    model: MonitoredModel,
+    params: MonitorParams,
+    out_dir: Path | None,
+    releases_history: Path | None = None,
 ) -> Check:
+    """``releases_history``: ``releases/history.jsonl``, where the version the model replaced
+    is looked up for the latency audit (else: the telemetry order)."""
     endpoint = task_spec(model.task).endpoint
     window = read_window(store, endpoint=endpoint, limit=params.window, model_version=model.version)
-    check = check_window(window, model.reference, params, model.version)
+    promotions = read_history(releases_history, model.task) if releases_history else []
+    with closing(open_store(store)) as opened:
+        regression = audit_latency(opened, endpoint, model.version, params, promotions)
+    check = check_window(window, model.reference, params, model.version, regression=regression)
     if out_dir is not None:
         history = read_window(store, endpoint=endpoint, limit=HISTORY)
         write_outputs(out_dir, check, model.task, model.reference, window, history)

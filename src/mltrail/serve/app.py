@@ -4,8 +4,9 @@
 
 Routes (one router per resource, in ``mltrail.serve.routers``): ``GET /health`` (alive),
 ``/ready`` (every configured model loaded), ``/metrics`` (Prometheus), ``/version``
-(manifests, image tag); ``POST /predict/text``, ``/predict/image``, ``/feedback`` and
-``/admin/reload``. ``/version``, predict and feedback need the bearer token ``api_key``,
+(manifests, image tag), ``/status`` (the status page, HTML); ``POST /predict/text``,
+``/predict/image``, ``/feedback`` and ``/admin/reload``. ``/version``, ``/status``, predict
+and feedback need the bearer token ``api_key`` (``/status`` also a cookie of its login form),
 admin ``admin_api_key`` (else ``api_key``); an address other than loopback is refused without
 a key (docs/security.md). Every prediction leaves a telemetry record (see
 ``mltrail.telemetry``); one pure ASGI middleware enforces the body limit and counts requests.
@@ -31,7 +32,7 @@ from mltrail.serve import schemas
 from mltrail.serve.follow import follow_aliases
 from mltrail.serve.middleware import LimitsAndMetrics
 from mltrail.serve.reload import describe, watch_pointer
-from mltrail.serve.routers import admin, feedback, predict, status
+from mltrail.serve.routers import admin, feedback, page, predict, status
 from mltrail.serve.settings import ServeSettings, check_exposure
 from mltrail.serve.state import ServerState
 from mltrail.telemetry import Telemetry, TelemetryStore, build_sinks
@@ -60,7 +61,7 @@ def create_app(settings: ServeSettings) -> FastAPI:
     state = ServerState(settings)
     state.exposed = exposed
     app.state.mltrail = state
-    for router in (status.router, predict.router, feedback.router, admin.router):
+    for router in (status.router, page.router, predict.router, feedback.router, admin.router):
         app.include_router(router)
     # Outside the routing and its error handling: sees every response, 413s included.
     app.add_middleware(LimitsAndMetrics, state=state)

@@ -8,6 +8,8 @@ server without ever holding up a request, read back by the monitor and the retra
                           (:class:`Telemetry`): batches, retries, drop counts, spill files
 ``stores``                a store per URI scheme (SQLite, PostgreSQL): write, read windows
                           and labelled rows, migrate a versioned schema (:func:`open_store`)
+``aggregate``             figures the store computes in SQL: traffic per time bucket,
+                          latency percentiles, class mix, per model version latency
 ``sinks``                 write-only sinks (W&B, MLflow); :func:`build_sinks`
 ``settings``              :class:`TelemetrySettings`, the default store, its variable
 ========================  ==========================================================
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 from contextlib import closing
 
+from mltrail.telemetry.aggregate import Latency, TimeBucket, Traffic, VersionLatency
 from mltrail.telemetry.queue import Counters, Sink, Telemetry
 from mltrail.telemetry.record import (
     Capture,
@@ -48,12 +51,16 @@ __all__ = [
     "Feedback",
     "Filter",
     "Labelled",
+    "Latency",
     "Prediction",
     "Record",
     "Sink",
     "Telemetry",
     "TelemetrySettings",
     "TelemetryStore",
+    "TimeBucket",
+    "Traffic",
+    "VersionLatency",
     "Window",
     "build_sinks",
     "default_store",

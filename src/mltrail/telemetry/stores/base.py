@@ -21,6 +21,16 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 from mltrail.errors import MltrailError
+from mltrail.telemetry.aggregate import (
+    CONFIDENCE_BINS,
+    LATENCY_BIN_FLOOR_MS,
+    LATENCY_BIN_RATIO,
+    Latency,
+    TimeBucket,
+    Traffic,
+    VersionLatency,
+    percentiles_from_bins,
+)
 from mltrail.telemetry.record import (
     PREDICTION_COLUMNS,
     Filter,
@@ -86,6 +96,22 @@ class TelemetryStore(Protocol):
         """Captured inputs of ``endpoint`` served after ``after`` that have feedback (the
         latest label each), oldest first; ``[]`` for a store without captured inputs."""
 
+    def read_traffic(
+        self, since: float, until: float, buckets: int, endpoint: str | None = None
+    ) -> Traffic:
+        """Requests, latency percentiles and mean confidence per time bucket (``buckets`` of
+        equal width over [since, until)), class mix, confidence histogram and latency per
+        model version over the period, in SQL."""
+
+    def read_version_latency(self, endpoint: str | None = None) -> list[VersionLatency]:
+        """Per model version (of ``endpoint``): predictions, first and last time, latency
+        percentiles; oldest version first (by its first prediction)."""
+
+    def read_latencies(
+        self, model_version: str, endpoint: str | None = None, limit: int = WINDOW_LIMIT
+    ) -> list[float]:
+        """``inference_ms`` of the newest ``limit`` predictions of ``model_version``."""
+
 
 @dataclass(frozen=True)
 class Migration:
@@ -114,19 +140,8 @@ def pending(
 def _newest(where: Filter, columns: Sequence[str], mark: str, limit: int) -> Statement:
     """``SELECT columns`` of the newest ``limit`` predictions ``where`` matches (ties broken
     by id, so that two queries of one window agree)."""
-    clauses, args = [], []
-    for clause, value in (
-        ("time >= {m}", where.since),
-        ("time < {m}", where.until),
-        ("endpoint = {m}", where.endpoint),
-        ("model_version = {m}", where.model_version),
-    ):
-        if value is not None:
-            clauses.append(clause.format(m=mark))
-            args.append(value)
-    sql = f"SELECT {', '.join(columns)} FROM predictions"
-    if clauses:
-        sql += " WHERE " + " AND ".join(clauses)
+    clauses, args = _where(where, mark)
+    sql = f"SELECT {', '.join(columns)} FROM predictions{clauses}"
     return f"{sql} ORDER BY time DESC, prediction_id DESC LIMIT {mark}", [*args, limit]
 
 
@@ -287,11 +302,165 @@ class SQLStore(ABC):
         rows = found[0] if found else []
         return [Labelled(r[0], float(r[1]), r[2], int(r[3]), int(r[4]), r[5], r[6]) for r in rows]
 
+    # -- aggregates (the status page, the temporal audit) -------------------------------------
+
+    def _latency_statement(self, group: str, where: str, args: Sequence[Any]) -> Statement:
+        """Rows from which :meth:`_latency_groups` reads the latency percentiles of each
+        ``group``. Here: counts per (group, log-spaced latency bin), for a database without
+        percentiles (SQLite); PostgreSQL overrides both with its exact ``percentile_cont``."""
+        index = self._latency_bin()
+        return (
+            f"SELECT {group} AS g, {index} AS b, count(*) FROM predictions{where} GROUP BY 1, 2",
+            args,
+        )
+
+    def _latency_groups(self, rows: list[tuple[Any, ...]]) -> dict[Any, Latency]:
+        bins: dict[Any, list[tuple[int, int]]] = {}
+        for group, index, count in rows:
+            bins.setdefault(group, []).append((int(index), int(count)))
+        return {group: percentiles_from_bins(counts) for group, counts in bins.items()}
+
+    exact_percentiles: ClassVar[bool] = False
+
+    def _latency_bin(self) -> str:
+        floor = LATENCY_BIN_FLOOR_MS
+        return (
+            f"CAST(floor(ln(max(inference_ms, {floor!r}) / {floor!r}) / "
+            f"ln({LATENCY_BIN_RATIO!r})) AS INTEGER)"
+        )
+
+    def _period(
+        self, bucket: str, where: str, args: Sequence[Any]
+    ) -> tuple[dict[int, tuple[int, float, Latency]], list[VersionLatency]]:
+        """Per time bucket (requests, mean confidence, latency) and per model version, in
+        one scan: counts per (bucket, version, latency bin), merged here both ways (a few
+        thousand rows for a million predictions). PostgreSQL overrides it (exact
+        percentiles, two queries)."""
+        sql = (
+            f"SELECT {bucket}, model_version, {self._latency_bin()}, count(*), "
+            "sum(confidence), min(time), max(time), sum(inference_ms) "
+            f"FROM predictions{where} GROUP BY 1, 2, 3"
+        )
+        found = self._query([(sql, args)], missing_table_ok=True)
+        by_bucket: dict[int, list[Any]] = {}  # n, confidence sum, {bin: count}
+        by_version: dict[str, list[Any]] = {}  # n, first, last, ms sum, {bin: count}
+        for index, version, bin_, n, conf, first, last, ms in found[0] if found else []:
+            b = by_bucket.setdefault(int(index), [0, 0.0, {}])
+            b[0] += n
+            b[1] += conf
+            b[2][int(bin_)] = b[2].get(int(bin_), 0) + n
+            v = by_version.setdefault(str(version), [0, float(first), float(last), 0.0, {}])
+            v[0] += n
+            v[1], v[2] = min(v[1], float(first)), max(v[2], float(last))
+            v[3] += ms
+            v[4][int(bin_)] = v[4].get(int(bin_), 0) + n
+        buckets = {
+            i: (n, conf / n, percentiles_from_bins(bins.items()))
+            for i, (n, conf, bins) in by_bucket.items()
+        }
+        versions = [
+            VersionLatency(name, first, last, percentiles_from_bins(bins.items()), ms / n)
+            for name, (n, first, last, ms, bins) in by_version.items()
+        ]
+        return buckets, sorted(versions, key=lambda v: (v.first, v.model_version))
+
+    def read_traffic(
+        self, since: float, until: float, buckets: int, endpoint: str | None = None
+    ) -> Traffic:
+        width = max((until - since) / max(buckets, 1), 1e-6)
+        where, args = _where(Filter(since, until, endpoint), self.mark)
+        bucket = f"CAST(floor((time - {float(since)!r}) / {float(width)!r}) AS INTEGER)"
+        top = CONFIDENCE_BINS - 1
+        confidence_bin = (
+            f"CASE WHEN confidence >= 1 THEN {top} WHEN confidence <= 0 THEN 0 "
+            f"ELSE CAST(floor(confidence * {CONFIDENCE_BINS}) AS INTEGER) END"
+        )
+        traffic = Traffic(since, until, width, exact_percentiles=self.exact_percentiles)
+        histogram = [0] * CONFIDENCE_BINS
+        traffic.confidence_bins.extend(histogram)
+        # Two scans of the period: the class and confidence mix, then time and latency.
+        mix = self._query(
+            [
+                (
+                    f"SELECT class_name, {confidence_bin}, count(*) FROM predictions{where} "
+                    "GROUP BY 1, 2",
+                    args,
+                )
+            ],
+            missing_table_ok=True,
+        )
+        if mix is None:  # nothing written yet
+            return traffic
+        classes: dict[str, int] = {}
+        for name, index, n in mix[0]:
+            classes[str(name)] = classes.get(str(name), 0) + int(n)
+            histogram[min(max(int(index), 0), top)] += int(n)
+        traffic.confidence_bins[:] = histogram
+        traffic.class_mix.update(sorted(classes.items(), key=lambda kv: (-kv[1], kv[0])))
+        per_bucket, versions = self._period(bucket, where, args)
+        for i in sorted(per_bucket):
+            n, confidence, latency = per_bucket[i]
+            traffic.buckets.append(TimeBucket(since + i * width, n, confidence, latency))
+        traffic.versions.extend(versions)
+        return traffic
+
+    def read_version_latency(self, endpoint: str | None = None) -> list[VersionLatency]:
+        where, args = _where(Filter(endpoint=endpoint), self.mark)
+        found = self._query(
+            [
+                (
+                    "SELECT model_version, min(time), max(time), avg(inference_ms), count(*) "
+                    f"FROM predictions{where} GROUP BY 1",
+                    args,
+                ),
+                self._latency_statement("model_version", where, args),
+            ],
+            missing_table_ok=True,
+        )
+        if found is None:
+            return []
+        versions, latency_rows = found
+        latency = self._latency_groups(latency_rows)
+        rows = sorted(versions, key=lambda r: (float(r[1]), r[0]))
+        return [
+            VersionLatency(
+                str(v),
+                float(first),
+                float(last),
+                latency.get(v, Latency(int(n), None, None, None)),
+                float(mean),
+            )
+            for v, first, last, mean, n in rows
+        ]
+
+    def read_latencies(
+        self, model_version: str, endpoint: str | None = None, limit: int = WINDOW_LIMIT
+    ) -> list[float]:
+        where = Filter(endpoint=endpoint, model_version=model_version)
+        sql, args = _newest(where, ("inference_ms",), self.mark, limit)
+        found = self._query([(sql, args)], missing_table_ok=True)
+        return [float(r[0]) for r in found[0]] if found else []
+
     def close(self) -> None:
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 self._conn.close()
             self._conn = None
+
+
+def _where(where: Filter, mark: str) -> tuple[str, list[Any]]:
+    """`` WHERE ...`` (or ``""``) and its arguments for the predictions ``where`` matches."""
+    clauses, args = [], []
+    for clause, value in (
+        ("time >= {m}", where.since),
+        ("time < {m}", where.until),
+        ("endpoint = {m}", where.endpoint),
+        ("model_version = {m}", where.model_version),
+    ):
+        if value is not None:
+            clauses.append(clause.format(m=mark))
+            args.append(value)
+    return (" WHERE " + " AND ".join(clauses) if clauses else ""), args
 
 
 def _window(rows: list[tuple[Any, ...]], feedback: list[tuple[Any, ...]]) -> Window:
