@@ -25,12 +25,15 @@ from mltrail.telemetry.aggregate import (
     CONFIDENCE_BINS,
     LATENCY_BIN_FLOOR_MS,
     LATENCY_BIN_RATIO,
+    BucketCounts,
     Latency,
-    TimeBucket,
     Traffic,
+    VersionCounts,
     VersionLatency,
     percentiles_from_bins,
+    traffic_from_buckets,
 )
+from mltrail.telemetry.bucket_cache import BucketCache
 from mltrail.telemetry.record import (
     PREDICTION_COLUMNS,
     Filter,
@@ -206,6 +209,7 @@ class SQLStore(ABC):
 
     def __init__(self) -> None:
         self._conn: Any = None  # the writer's connection (one thread: the telemetry writer)
+        self._bucket_cache = BucketCache()
 
     # -- what a store brings -------------------------------------------------------------------
 
@@ -321,88 +325,78 @@ class SQLStore(ABC):
         return {group: percentiles_from_bins(counts) for group, counts in bins.items()}
 
     exact_percentiles: ClassVar[bool] = False
+    greatest: ClassVar[str] = "max"
+    """SQL's two-argument maximum: SQLite's ``max``, PostgreSQL's ``GREATEST``."""
 
     def _latency_bin(self) -> str:
         floor = LATENCY_BIN_FLOOR_MS
         return (
-            f"CAST(floor(ln(max(inference_ms, {floor!r}) / {floor!r}) / "
+            f"CAST(floor(ln({self.greatest}(inference_ms, {floor!r}) / {floor!r}) / "
             f"ln({LATENCY_BIN_RATIO!r})) AS INTEGER)"
         )
 
-    def _period(
-        self, bucket: str, where: str, args: Sequence[Any]
-    ) -> tuple[dict[int, tuple[int, float, Latency]], list[VersionLatency]]:
-        """Per time bucket (requests, mean confidence, latency) and per model version, in
-        one scan: counts per (bucket, version, latency bin), merged here both ways (a few
-        thousand rows for a million predictions). PostgreSQL overrides it (exact
-        percentiles, two queries)."""
-        sql = (
-            f"SELECT {bucket}, model_version, {self._latency_bin()}, count(*), "
-            "sum(confidence), min(time), max(time), sum(inference_ms) "
-            f"FROM predictions{where} GROUP BY 1, 2, 3"
-        )
-        found = self._query([(sql, args)], missing_table_ok=True)
-        by_bucket: dict[int, list[Any]] = {}  # n, confidence sum, {bin: count}
-        by_version: dict[str, list[Any]] = {}  # n, first, last, ms sum, {bin: count}
-        for index, version, bin_, n, conf, first, last, ms in found[0] if found else []:
-            b = by_bucket.setdefault(int(index), [0, 0.0, {}])
-            b[0] += n
-            b[1] += conf
-            b[2][int(bin_)] = b[2].get(int(bin_), 0) + n
-            v = by_version.setdefault(str(version), [0, float(first), float(last), 0.0, {}])
-            v[0] += n
-            v[1], v[2] = min(v[1], float(first)), max(v[2], float(last))
-            v[3] += ms
-            v[4][int(bin_)] = v[4].get(int(bin_), 0) + n
-        buckets = {
-            i: (n, conf / n, percentiles_from_bins(bins.items()))
-            for i, (n, conf, bins) in by_bucket.items()
-        }
-        versions = [
-            VersionLatency(name, first, last, percentiles_from_bins(bins.items()), ms / n)
-            for name, (n, first, last, ms, bins) in by_version.items()
-        ]
-        return buckets, sorted(versions, key=lambda v: (v.first, v.model_version))
-
-    def read_traffic(
-        self, since: float, until: float, buckets: int, endpoint: str | None = None
-    ) -> Traffic:
-        width = max((until - since) / max(buckets, 1), 1e-6)
+    def _bucket_counts(
+        self, since: float, until: float, width: float, endpoint: str | None
+    ) -> dict[int, BucketCounts]:
+        """Counts per bucket (index ``floor(time / width)``) of the rows in [since, until), in
+        two scans: classes and confidence bins, then model versions and latency bins (a few
+        thousand rows for a million predictions)."""
         where, args = _where(Filter(since, until, endpoint), self.mark)
-        bucket = f"CAST(floor((time - {float(since)!r}) / {float(width)!r}) AS INTEGER)"
+        bucket = f"CAST(floor(time / {float(width)!r}) AS BIGINT)"
         top = CONFIDENCE_BINS - 1
         confidence_bin = (
             f"CASE WHEN confidence >= 1 THEN {top} WHEN confidence <= 0 THEN 0 "
             f"ELSE CAST(floor(confidence * {CONFIDENCE_BINS}) AS INTEGER) END"
         )
-        traffic = Traffic(since, until, width, exact_percentiles=self.exact_percentiles)
-        histogram = [0] * CONFIDENCE_BINS
-        traffic.confidence_bins.extend(histogram)
-        # Two scans of the period: the class and confidence mix, then time and latency.
-        mix = self._query(
+        found = self._query(
             [
                 (
-                    f"SELECT class_name, {confidence_bin}, count(*) FROM predictions{where} "
-                    "GROUP BY 1, 2",
+                    f"SELECT {bucket}, class_name, {confidence_bin}, count(*) "
+                    f"FROM predictions{where} GROUP BY 1, 2, 3",
                     args,
-                )
+                ),
+                (
+                    f"SELECT {bucket}, model_version, {self._latency_bin()}, count(*), "
+                    "sum(confidence), min(time), max(time), sum(inference_ms) "
+                    f"FROM predictions{where} GROUP BY 1, 2, 3",
+                    args,
+                ),
             ],
             missing_table_ok=True,
         )
-        if mix is None:  # nothing written yet
-            return traffic
-        classes: dict[str, int] = {}
-        for name, index, n in mix[0]:
-            classes[str(name)] = classes.get(str(name), 0) + int(n)
-            histogram[min(max(int(index), 0), top)] += int(n)
-        traffic.confidence_bins[:] = histogram
-        traffic.class_mix.update(sorted(classes.items(), key=lambda kv: (-kv[1], kv[0])))
-        per_bucket, versions = self._period(bucket, where, args)
-        for i in sorted(per_bucket):
-            n, confidence, latency = per_bucket[i]
-            traffic.buckets.append(TimeBucket(since + i * width, n, confidence, latency))
-        traffic.versions.extend(versions)
-        return traffic
+        counts: dict[int, BucketCounts] = {}
+        if found is None:  # nothing written yet
+            return counts
+        mix, period = found
+        for index, name, confidence, n in mix:
+            b = counts.setdefault(int(index), BucketCounts())
+            b.classes[str(name)] = b.classes.get(str(name), 0) + int(n)
+            b.confidence_bins[int(confidence)] = b.confidence_bins.get(int(confidence), 0) + int(n)
+        for index, version, latency, n, confidence_sum, first, last, ms in period:
+            b = counts.setdefault(int(index), BucketCounts())
+            b.requests += int(n)
+            b.confidence_sum += float(confidence_sum)
+            bins = {int(latency): int(n)}
+            part = VersionCounts(int(n), float(first), float(last), float(ms), bins)
+            if str(version) in b.versions:
+                b.versions[str(version)].add(part)
+            else:
+                b.versions[str(version)] = part
+        return counts
+
+    def read_traffic(
+        self, since: float, until: float, buckets: int, endpoint: str | None = None
+    ) -> Traffic:
+        """The period's figures in ``buckets`` time buckets. Buckets that closed a while ago
+        are kept in memory (:mod:`mltrail.telemetry.bucket_cache`): a view reads only what
+        is new since the last one."""
+        width = max((until - since) / max(buckets, 1), 1e-3)
+
+        def fetch(start: float, end: float) -> dict[int, BucketCounts]:
+            return self._bucket_counts(start, end, width, endpoint)
+
+        counts = self._bucket_cache.read(fetch, since, until, width, endpoint)
+        return traffic_from_buckets(since, until, width, counts)
 
     def read_version_latency(self, endpoint: str | None = None) -> list[VersionLatency]:
         where, args = _where(Filter(endpoint=endpoint), self.mark)

@@ -22,7 +22,7 @@ import psycopg
 from psycopg.conninfo import conninfo_to_dict
 
 from mltrail.errors import MltrailError
-from mltrail.telemetry.aggregate import PERCENTILES, Latency, VersionLatency, latency_from_exact
+from mltrail.telemetry.aggregate import PERCENTILES, Latency, latency_from_exact
 from mltrail.telemetry.queue import RecordsRejected
 from mltrail.telemetry.record import TABLES, Record, Table
 from mltrail.telemetry.stores.base import (
@@ -172,9 +172,11 @@ class PostgresStore(SQLStore):
             raise
         return None if row is None else PredictionRef(row[0], row[1])
 
-    # Exact percentiles: PostgreSQL sorts each group's latencies itself (the SQLite store
-    # reads them off a histogram instead).
+    # Exact percentiles per model version (the temporal audit): PostgreSQL sorts each
+    # version's latencies itself. The status page's time buckets use latency bins in both
+    # stores, so that buckets read at different times add up (telemetry.bucket_cache).
     exact_percentiles = True
+    greatest = "GREATEST"
 
     def _latency_statement(self, group: str, where: str, args: Sequence[Any]) -> Statement:
         wanted = ", ".join(repr(q) for q in PERCENTILES)
@@ -186,40 +188,6 @@ class PostgresStore(SQLStore):
 
     def _latency_groups(self, rows: list[tuple[Any, ...]]) -> dict[Any, Latency]:
         return {group: latency_from_exact(int(n), values) for group, n, values in rows}
-
-    def _period(
-        self, bucket: str, where: str, args: Sequence[Any]
-    ) -> tuple[dict[int, tuple[int, float, Latency]], list[VersionLatency]]:
-        wanted = ", ".join(repr(q) for q in PERCENTILES)
-        percentiles = f"percentile_cont(ARRAY[{wanted}]) WITHIN GROUP (ORDER BY inference_ms)"
-        found = self._query(
-            [
-                (
-                    f"SELECT {bucket}, count(*), avg(confidence), {percentiles} "
-                    f"FROM predictions{where} GROUP BY 1",
-                    args,
-                ),
-                (
-                    "SELECT model_version, count(*), min(time), max(time), avg(inference_ms), "
-                    f"{percentiles} FROM predictions{where} GROUP BY 1 ORDER BY 3, 1",
-                    args,
-                ),
-            ],
-            missing_table_ok=True,
-        )
-        if found is None:
-            return {}, []
-        buckets = {
-            int(i): (int(n), float(conf), latency_from_exact(int(n), values))
-            for i, n, conf, values in found[0]
-        }
-        versions = [
-            VersionLatency(
-                str(v), float(first), float(last), latency_from_exact(int(n), values), float(mean)
-            )
-            for v, n, first, last, mean, values in found[1]
-        ]
-        return buckets, versions
 
     def close(self) -> None:
         super().close()
