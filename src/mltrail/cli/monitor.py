@@ -52,7 +52,9 @@ def cmd_monitor(args: MonitorArgs) -> int:
 
     params = args.load_params()
     model = monitored_model(args.model)
-    history = Path(params.retrain.pointer_file).parent / "history.jsonl"
+    from mltrail.contracts.pointer import history_of
+
+    history = history_of(Path(params.retrain.pointer_file))
     check = run_check(store, model, params.monitor, args.out, history)
     if args.json:
         print(json.dumps(check.as_dict(), indent=2))

@@ -98,3 +98,13 @@ def update(path: Path, change: Callable[[Pointer], Pointer]) -> Pointer:
         return current
     finally:
         os.close(fd)
+
+
+HISTORY_FILE = "history.jsonl"
+
+
+def history_of(pointer_path: Path) -> Path:
+    """Where every promotion to the pointer in ``pointer_path`` is recorded, one JSON line
+    each (``mltrail promote`` appends; the monitor's latency audit and the status page read):
+    beside the pointer."""
+    return pointer_path.parent / HISTORY_FILE

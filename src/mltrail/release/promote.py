@@ -28,7 +28,7 @@ from typing import Any
 
 from mltrail.config import Params
 from mltrail.contracts.manifest import Manifest
-from mltrail.contracts.pointer import Pointer, update
+from mltrail.contracts.pointer import Pointer, history_of, update
 from mltrail.contracts.tasks import task_spec
 from mltrail.errors import MltrailError
 from mltrail.fsio import atomic_dir
@@ -178,7 +178,7 @@ def promote(model_dir: Path, params: Params, reasons: dict[str, Any]) -> dict[st
     source = str(release.resolve())
     was = update(pointer_path, lambda pointer: pointer.with_source(kind, source))
     record["previous"] = was.source(kind)
-    history = pointer_path.parent / "history.jsonl"
+    history = history_of(pointer_path)
     with history.open("a") as f:
         f.write(json.dumps(record, sort_keys=True) + "\n")
     log.info("promoted %s model %s (%s)", task, version, release)

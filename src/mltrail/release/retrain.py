@@ -38,6 +38,7 @@ import numpy as np
 import yaml
 
 from mltrail.config import Params
+from mltrail.contracts.pointer import history_of
 from mltrail.contracts.tasks import task_spec
 from mltrail.data import feedback
 from mltrail.errors import MltrailError
@@ -226,7 +227,8 @@ def retrain_once(
     try:
         serving = serving_source(params, task)
         model = monitored_model(serving)
-        check = run_check(store, model, params.monitor, out_dir / task)
+        history = history_of(Path(params.retrain.pointer_file))
+        check = run_check(store, model, params.monitor, out_dir / task, history)
         record.step(
             "check",
             "done",

@@ -19,6 +19,7 @@ from typing import Any
 from markupsafe import Markup
 
 from mltrail.contracts.manifest import Manifest
+from mltrail.contracts.pointer import HISTORY_FILE, history_of
 from mltrail.contracts.tasks import kind_spec
 from mltrail.errors import MltrailError
 from mltrail.models.loading import LoadedModel
@@ -92,8 +93,8 @@ def history_path(settings: ServeSettings) -> Path:
     if settings.releases_history:
         return Path(settings.releases_history)
     if settings.pointer_file:
-        return Path(settings.pointer_file).parent / "history.jsonl"
-    return Path("releases/history.jsonl")
+        return history_of(Path(settings.pointer_file))
+    return Path("releases") / HISTORY_FILE
 
 
 def decisions_of(monitor_dir: Path, task: str) -> list[dict[str, Any]]:
