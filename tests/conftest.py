@@ -7,7 +7,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,6 +16,7 @@ import pytest
 
 from mltrail.config import MIRROR_ENV, Params, load_params
 from mltrail.paths import resolve_environment
+from mltrail.telemetry import TelemetryStore, open_store, store_kinds
 
 REPO = Path(__file__).resolve().parents[1]
 # As the mltrail command does first: relative MLTRAIL_* paths name folders relative to where
@@ -41,6 +42,28 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(pytest.mark.sshd)
         if names & {"s3_bucket", "moto_s3"}:
             item.add_marker(pytest.mark.s3)
+
+
+STORE_URIS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
+    "sqlite": lambda request, tmp_path: str(tmp_path / "telemetry.db"),
+    "postgres": lambda request, tmp_path: str(request.getfixturevalue("postgres_dsn")),
+}
+"""A fresh, empty telemetry store of each registered kind: a new store is tested by every
+test that asks for ``uri`` or ``store`` once it has an entry here."""
+
+
+@pytest.fixture(params=[kind.name for kind in store_kinds()])
+def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh store of each kind (named ``uri``: the PostgreSQL one is marked ``postgres``)."""
+    make = STORE_URIS.get(request.param)
+    assert make is not None, f"the registered store {request.param} has no test URI here"
+    return make(request, tmp_path)
+
+
+@pytest.fixture
+def store(uri: str) -> Iterator[TelemetryStore]:
+    with closing(open_store(uri)) as opened:
+        yield opened
 
 
 @pytest.fixture(autouse=True)

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Iterator
-from contextlib import closing
 from pathlib import Path
 
 import numpy as np
@@ -23,24 +21,11 @@ from mltrail.monitor.audit import (
     training_records,
 )
 from mltrail.monitor.policy import check_window
-from mltrail.telemetry import Prediction, TelemetryStore, open_store, store_kinds
+from mltrail.telemetry import Prediction, TelemetryStore
 from tests.monitor import synthetic
-from tests.telemetry.test_stores import STORE_URIS
 
 PARAMS = MonitorParams(latency=LatencySlo(regression_ratio=1.2, regression_min_samples=50))
 ENDPOINT = "/predict/text"
-
-
-@pytest.fixture(params=[kind.name for kind in store_kinds()])
-def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store of each kind (named ``uri``: tests/conftest.py marks the PostgreSQL one)."""
-    return STORE_URIS[request.param](request, tmp_path)
-
-
-@pytest.fixture
-def store(uri: str) -> Iterator[TelemetryStore]:
-    with closing(open_store(uri)) as opened:
-        yield opened
 
 
 def _served(store: TelemetryStore, version: str, start: float, median_ms: float, n: int) -> None:

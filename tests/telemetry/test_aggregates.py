@@ -3,30 +3,16 @@ stores, checked against the same figures computed in Python from the rows writte
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from mltrail.telemetry import Prediction, TelemetryStore, open_store, store_kinds
+from mltrail.telemetry import Prediction, TelemetryStore, open_store
 from mltrail.telemetry.aggregate import LATENCY_BIN_RATIO, percentiles_from_bins
-from tests.telemetry.test_stores import STORE_URIS
 
 RESOLUTION = LATENCY_BIN_RATIO**0.5 - 1  # SQLite's percentiles: the bin's geometric middle
-
-
-@pytest.fixture(params=[kind.name for kind in store_kinds()])
-def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh store of each kind (named ``uri``: tests/conftest.py marks the PostgreSQL one)."""
-    return STORE_URIS[request.param](request, tmp_path)
-
-
-@pytest.fixture
-def store(uri: str) -> Iterator[TelemetryStore]:
-    with closing(open_store(uri)) as opened:
-        yield opened
 
 
 def _traffic(seed: int = 3) -> list[Prediction]:

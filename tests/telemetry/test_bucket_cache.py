@@ -1,4 +1,3 @@
-# ruff: noqa: F811  (the store fixtures are imported from test_aggregates and used by name)
 """The status page's closed time buckets kept in memory (telemetry.bucket_cache), over both
 stores: a view after the first reads only the newest rows, yet gives the same figures as a
 full read; late rows show once a kept bucket expires."""
@@ -13,7 +12,7 @@ from mltrail.telemetry import TelemetryStore
 from mltrail.telemetry.aggregate import BucketCounts, traffic_from_buckets
 from mltrail.telemetry.bucket_cache import SETTLE_S, TTL_S, BucketCache
 from mltrail.telemetry.stores.base import SQLStore
-from tests.telemetry.test_aggregates import _traffic, store, uri  # noqa: F401 (fixtures)
+from tests.telemetry.test_aggregates import _traffic
 
 WIDTH = 50.0
 

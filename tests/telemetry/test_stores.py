@@ -1,11 +1,10 @@
 """The contract every telemetry store keeps, run over every store the registry holds: a new
-store is tested by being registered (and given a test URI in ``STORE_URIS``)."""
+store is tested by being registered (and given a test URI in ``STORE_URIS``, tests/conftest.py)."""
 
 from __future__ import annotations
 
 import subprocess
 import sys
-from collections.abc import Callable, Iterator
 from contextlib import closing
 from pathlib import Path
 from typing import Any
@@ -27,25 +26,6 @@ from mltrail.telemetry import (
 )
 from mltrail.telemetry.record import PREDICTION_COLUMNS
 from tests.telemetry.helpers import window_records
-
-STORE_URIS: dict[str, Callable[[pytest.FixtureRequest, Path], str]] = {
-    "sqlite": lambda request, tmp_path: str(tmp_path / "telemetry.db"),
-    "postgres": lambda request, tmp_path: str(request.getfixturevalue("postgres_dsn")),
-}
-"""A fresh, empty store of each registered kind."""
-
-
-@pytest.fixture(params=[kind.name for kind in store_kinds()])
-def uri(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    make = STORE_URIS.get(request.param)
-    assert make is not None, f"the registered store {request.param} has no test URI here"
-    return make(request, tmp_path)
-
-
-@pytest.fixture
-def store(uri: str) -> Iterator[TelemetryStore]:
-    with closing(open_store(uri)) as opened:
-        yield opened
 
 
 def test_every_store_is_registered_under_its_sink_name(uri: str) -> None:
