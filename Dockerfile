@@ -8,7 +8,7 @@
 #     --build-arg TEXT_MODEL_SHA256="$(jq -r .model.sha256 models/text/baseline/manifest.json)" \
 #     --build-arg IMAGE_MODEL_SHA256="$(jq -r .model.sha256 models/cifar10/baseline/manifest.json)" .
 #   (no Docker engine, no registry: scripts/build-image builds it with buildah from a local base)
-#   docker run -p 80:80 -e MLTRAIL_API_KEY=... -e MLTRAIL_IMAGE_TAG=mltrail:<tag> mltrail:latest
+#   docker run -p 8080:8080 -e MLTRAIL_API_KEY=... -e MLTRAIL_IMAGE_TAG=mltrail:<tag> mltrail:latest
 #
 # Serving what the MLflow registry names instead of the baked-in models (the image has the MLflow
 # client, mlflow-skinny, not the server): the server follows the alias, so `mltrail promote`
@@ -86,9 +86,10 @@ import mlflow.artifacts, mlflow.tracking; \
 print(load('/app/models/text', 'text').version, load('/app/models/image', 'image').runtime)"
 WORKDIR /data
 USER 10001
-# Port 80 as a user without privileges: Docker (20.10+) sets
-# net.ipv4.ip_unprivileged_port_start=0 in a container's network namespace.
-EXPOSE 80
+# 8080, not 80: a user without privileges binds a port below 1024 only where the engine sets
+# net.ipv4.ip_unprivileged_port_start=0 (Docker does; podman and many clusters do not). The
+# health check asks the same port, so it holds wherever the image runs unchanged.
+EXPOSE 8080
 HEALTHCHECK --interval=15s --timeout=3s --start-period=30s --retries=3 \
-  CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1/health', timeout=2)"]
-CMD ["mltrail", "serve", "--host", "0.0.0.0", "--port", "80"]
+  CMD ["python", "-c", "import urllib.request as u; u.urlopen('http://127.0.0.1:8080/health', timeout=2)"]
+CMD ["mltrail", "serve", "--host", "0.0.0.0", "--port", "8080"]

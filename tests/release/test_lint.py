@@ -51,7 +51,7 @@ def test_the_image_runs_as_a_user_and_checks_its_health() -> None:
     text = (REPO / "Dockerfile").read_text()
     assert re.search(r"^USER 10001$", text, re.M)
     assert "HEALTHCHECK" in text and "/health" in text and "EXPOSE 80" in text
-    assert 'CMD ["mltrail", "serve", "--host", "0.0.0.0", "--port", "80"]' in text
+    assert 'CMD ["mltrail", "serve", "--host", "0.0.0.0", "--port", "8080"]' in text
     assert re.search(r"^FROM .* AS build$", text, re.M) and re.search(
         r"^FROM .* AS runtime$", text, re.M
     )

@@ -53,9 +53,8 @@ ENV_FILE = "server.env"
 """The release's environment on the host, mode 0600 (see the module's docstring)."""
 REDACTED = "***"
 CONTAINER_PORT = 8080
-"""The port the server listens on inside the container. Not the image's 80: a user without
-privileges (the image's 10001) binds 80 only where the engine sets
-``net.ipv4.ip_unprivileged_port_start=0``, which Docker does and podman does not."""
+"""The port the server listens on inside the container: the image's own (its ``CMD`` and
+``HEALTHCHECK``), above 1024 because it runs as a user without privileges (10001)."""
 STOP_TIMEOUT_S = 75
 """Seconds ``docker stop`` waits after SIGTERM before SIGKILL: the server's graceful shutdown
 (30 s) then its telemetry drain (``telemetry.shutdown_timeout_s``, 30 s), with a margin, as
