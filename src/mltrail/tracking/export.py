@@ -337,12 +337,27 @@ def _prewarm(warm: list[str]) -> None:
         for module in WARM_MODULES.get(name, ()):
             importlib.import_module(module)
     if "mlflow" in names:
-        # MLflow checks a logged model's requirements against a map of every installed
-        # package, built on first use (about 0.5 s): build it now, not after training.
-        with contextlib.suppress(Exception):  # a private helper: only a warm-up if present
-            from mlflow.utils import requirements_utils
+        _skip_package_map()
 
-            requirements_utils._init_packages_to_modules_map()  # type: ignore[no-untyped-call]
+
+def _skip_package_map() -> None:
+    """Spare MLflow its map of every installed package's modules.
+
+    Logging a model, MLflow checks each pinned requirement against the installed version and
+    builds, on first use, a map from every installed distribution to its modules
+    (``importlib_metadata.packages_distributions()``: 1.5-2.8 s of CPU in an environment with
+    torch, dvc and both trackers, measured 2026-12-03 with cProfile; the largest single cost
+    of exporting a text run). The map serves only as a fallback for a package whose metadata
+    cannot be read, and mltrail's requirements are read from that metadata
+    (``importlib.metadata.version`` in the train stages), so an empty map gives the same
+    check. A private name: when a release moves it, this does nothing and MLflow builds its
+    map as before.
+    """
+    with contextlib.suppress(Exception):
+        from mlflow.utils import requirements_utils
+
+        if requirements_utils._MODULES_TO_PACKAGES is None:
+            requirements_utils._MODULES_TO_PACKAGES = {}  # type: ignore[assignment]
 
 
 def _yield_cpu() -> None:
