@@ -69,8 +69,6 @@ class Traffic:
     class_mix: dict[str, int] = field(default_factory=dict)
     confidence_bins: list[int] = field(default_factory=list)
     """Predictions per confidence bin (:data:`CONFIDENCE_BINS` of them)."""
-    exact_percentiles: bool = True
-    """False: read from latency bins (SQLite), within 2.5 %."""
     versions: list[VersionLatency] = field(default_factory=list)
     """Each model version's predictions in the period, oldest version first."""
 
@@ -153,7 +151,7 @@ def traffic_from_buckets(
 ) -> Traffic:
     """The :class:`Traffic` of buckets counted by the store (index ``i`` starts at
     ``i * width``): per bucket, per class and confidence bin, per model version."""
-    traffic = Traffic(since, until, width, exact_percentiles=False)
+    traffic = Traffic(since, until, width)
     histogram = [0] * CONFIDENCE_BINS
     classes: dict[str, int] = {}
     versions: dict[str, VersionCounts] = {}

@@ -324,7 +324,6 @@ class SQLStore(ABC):
             bins.setdefault(group, []).append((int(index), int(count)))
         return {group: percentiles_from_bins(counts) for group, counts in bins.items()}
 
-    exact_percentiles: ClassVar[bool] = False
     greatest: ClassVar[str] = "max"
     """SQL's two-argument maximum: SQLite's ``max``, PostgreSQL's ``GREATEST``."""
 

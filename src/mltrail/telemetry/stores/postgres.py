@@ -175,7 +175,6 @@ class PostgresStore(SQLStore):
     # Exact percentiles per model version (the temporal audit): PostgreSQL sorts each
     # version's latencies itself. The status page's time buckets use latency bins in both
     # stores, so that buckets read at different times add up (telemetry.bucket_cache).
-    exact_percentiles = True
     greatest = "GREATEST"
 
     def _latency_statement(self, group: str, where: str, args: Sequence[Any]) -> Statement:
