@@ -82,3 +82,30 @@ def atomic_dir(final: Path) -> Iterator[Path]:
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_json_lines(path: Path, tail_bytes: int | None = None) -> list[dict[str, Any]]:
+    """The JSON objects of a JSON-lines log (release history, monitor decisions, retrain log),
+    in file order; ``[]`` when the file is not there.
+
+    A line that is not a JSON object is skipped, not fatal: an append cut short (a process
+    killed mid-write, a full disk) leaves one, and every record around it still holds.
+    ``tail_bytes``: read only the file's last bytes, for a view of the newest records that
+    stays fast on a long log (its first line, likely cut, is skipped the same way).
+    """
+    try:
+        with path.open("rb") as f:
+            if tail_bytes is not None:
+                f.seek(max(f.seek(0, os.SEEK_END) - tail_bytes, 0))
+            text = f.read().decode("utf-8", "replace")
+    except (FileNotFoundError, IsADirectoryError, NotADirectoryError):
+        return []
+    records = []
+    for line in text.splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if isinstance(record, dict):
+            records.append(record)
+    return records

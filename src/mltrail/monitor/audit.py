@@ -28,7 +28,6 @@ difference too, which the report's first/last times let a reader judge.
 
 from __future__ import annotations
 
-import json
 import statistics
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
@@ -39,6 +38,7 @@ import numpy as np
 
 from mltrail.config import MonitorParams
 from mltrail.contracts.manifest import Manifest
+from mltrail.fsio import read_json_lines
 from mltrail.telemetry import TelemetryStore, VersionLatency
 
 AUDIT_SAMPLES = 5000
@@ -105,16 +105,7 @@ def serving_records(versions: list[VersionLatency]) -> list[TimingRecord]:
 def read_history(path: Path, task: str | None = None) -> list[dict[str, Any]]:
     """The promotions in ``releases/history.jsonl`` (of ``task``), oldest first; ``[]`` when
     there is none. A line that is not JSON (a write cut short) is skipped."""
-    if not path.is_file():
-        return []
-    found = []
-    for line in path.read_text().splitlines():
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if isinstance(record, dict) and (task is None or record.get("task") == task):
-            found.append(record)
+    found = [r for r in read_json_lines(path) if task is None or r.get("task") == task]
     return sorted(found, key=lambda r: float(r.get("time", 0.0)))
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from mltrail.fsio import atomic_write_text, write_json
+from mltrail.fsio import atomic_write_text, read_json_lines, write_json
 from mltrail.models.reference import Reference
 from mltrail.monitor.policy import Check
 from mltrail.monitor.prom import write_prom
@@ -241,10 +241,7 @@ ms).</p>
 
 
 def read_decisions(out_dir: Path) -> list[dict[str, Any]]:
-    path = out_dir / DECISIONS
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_json_lines(out_dir / DECISIONS)
 
 
 def write_outputs(

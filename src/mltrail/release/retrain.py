@@ -42,7 +42,7 @@ from mltrail.contracts.pointer import history_of
 from mltrail.contracts.tasks import task_spec
 from mltrail.data import feedback
 from mltrail.errors import MltrailError
-from mltrail.fsio import sha256_file
+from mltrail.fsio import read_json_lines, sha256_file
 from mltrail.monitor.run import monitored_model, run_check
 from mltrail.release.promote import promote, reload_server, serving_source
 from mltrail.telemetry import Labelled, read_labelled
@@ -92,11 +92,10 @@ def stage_paths(stage: str, pipeline: Path = Path("dvc.yaml")) -> tuple[Path, Pa
 def _last_feedback_time(log_path: Path) -> float:
     """The newest prediction time already turned into a batch (0: none yet)."""
     newest = 0.0
-    if log_path.is_file():
-        for line in log_path.read_text().splitlines():
-            for step in json.loads(line).get("steps", []):
-                if step.get("step") == "feedback" and step.get("status") == "done":
-                    newest = max(newest, float(step["newest_prediction_time"]))
+    for record in read_json_lines(log_path):
+        for step in record.get("steps", []):
+            if step.get("step") == "feedback" and step.get("status") == "done":
+                newest = max(newest, float(step["newest_prediction_time"]))
     return newest
 
 

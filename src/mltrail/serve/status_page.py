@@ -10,7 +10,6 @@ their end, so a long history costs no more than a short one.
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ from mltrail.contracts.manifest import Manifest
 from mltrail.contracts.pointer import HISTORY_FILE, history_of
 from mltrail.contracts.tasks import kind_spec
 from mltrail.errors import MltrailError
+from mltrail.fsio import read_json_lines
 from mltrail.models.loading import LoadedModel
 from mltrail.monitor.audit import TimingRecord, serving_records, training_records
 from mltrail.monitor.report import DECISIONS
@@ -69,26 +69,6 @@ class ModelView:
     """Why the store could not be read (the figures are then empty)."""
 
 
-def tail_lines(path: Path, limit: int) -> list[dict[str, Any]]:
-    """The newest ``limit`` JSON records of a JSON-lines file (a line cut short skipped)."""
-    try:
-        with path.open("rb") as f:
-            size = f.seek(0, 2)
-            f.seek(max(size - TAIL_BYTES, 0))
-            text = f.read().decode("utf-8", "replace")
-    except OSError:
-        return []
-    records = []
-    for line in text.splitlines()[-limit * 4 :]:
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # the first line of a tail, or one cut short
-        if isinstance(record, dict):
-            records.append(record)
-    return records
-
-
 def history_path(settings: ServeSettings) -> Path:
     if settings.releases_history:
         return Path(settings.releases_history)
@@ -102,8 +82,9 @@ def decisions_of(monitor_dir: Path, task: str) -> list[dict[str, Any]]:
     (the retrain loop's layout), else ``<dir>/decisions.jsonl`` (``mltrail monitor --out``)."""
     for path in (monitor_dir / task / DECISIONS, monitor_dir / DECISIONS):
         if path.is_file():
-            found = [r for r in tail_lines(path, SHOWN * 5) if r.get("task", task) == task]
-            return sorted(found, key=lambda r: float(r.get("time", 0.0)))
+            tail = read_json_lines(path, tail_bytes=TAIL_BYTES)
+            found = [r for r in tail if r.get("task", task) == task]
+            return sorted(found, key=lambda r: float(r.get("time", 0.0)))[-SHOWN:]
     return []
 
 
@@ -144,9 +125,8 @@ def model_view(
         tracker_runs(manifest, settings.mlflow_ui_url),
         None,
     )
-    promotions = [
-        r for r in tail_lines(history_path(settings), SHOWN * 5) if r.get("task") == manifest.task
-    ]
+    tail = read_json_lines(history_path(settings), tail_bytes=TAIL_BYTES)
+    promotions = [r for r in tail if r.get("task") == manifest.task]
     view.promotions = sorted(promotions, key=lambda r: float(r.get("time", 0.0)))[-SHOWN:]
     view.decisions = decisions_of(Path(settings.monitor_dir), manifest.task)
     view.timings = training_records(manifest)

@@ -31,7 +31,7 @@ from mltrail.contracts.manifest import (
     TrackingRefs,
 )
 from mltrail.contracts.tasks import Flavor
-from mltrail.fsio import dumps_json, sha256_file
+from mltrail.fsio import dumps_json, read_json_lines, sha256_file
 from mltrail.tracking.journal import read_state
 
 LIBRARIES = (
@@ -263,8 +263,5 @@ def render(trail: Mapping[str, Any]) -> str:
 def _promotions(manifest: Manifest, history: Path) -> list[dict[str, Any]]:
     """Where the model went after training: its promotions (``mltrail promote`` / ``retrain``)
     from the releases history, with the MLflow registry version and why."""
-    if not history.is_file():
-        return []
     version = manifest.model_version
-    records = (json.loads(line) for line in history.read_text().splitlines() if line.strip())
-    return [r for r in records if r.get("version") == version]
+    return [r for r in read_json_lines(history) if r.get("version") == version]
