@@ -19,7 +19,7 @@ import httpx
 import yaml
 
 from mltrail.bench.machine import machine  # noqa: F401 (re-exported for the benchmarks)
-from mltrail.bench.matrix import run_timed, wait_quiet  # noqa: F401
+from mltrail.bench.matrix import run_timed, wait_idle_cpu, wait_quiet  # noqa: F401
 from mltrail.tracking.run import wait_for_export
 
 REPO = Path(__file__).resolve().parents[1]

@@ -197,8 +197,8 @@ kept longer than 10 minutes) and take the closed ones from memory
 {rows}
 
 Load average (1, 5, 15 min) before: {", ".join(f"{v:.2f}" for v in results["load_before"])};
-after: {", ".join(f"{v:.2f}" for v in results["load_after"])} (2 cores: a load under 2 leaves a core free; higher,
-the times are an upper bound).
+after: {", ".join(f"{v:.2f}" for v in results["load_after"])} (2 cores: a load under 2 leaves
+a core free; higher, the times are an upper bound).
 """
     (out / "status_page.md").write_text(text)
     print(text)

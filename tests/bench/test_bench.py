@@ -178,3 +178,32 @@ def test_wait_quiet_waits_for_the_cells_processes_only(tmp_path: Path) -> None:
             if proc is not None:
                 proc.kill()
                 proc.wait()
+
+
+def test_wait_idle_cpu_waits_for_a_busy_core_to_go_quiet() -> None:
+    """A process still burning a core when the next cell would start is waited for: on the
+    2-core machines of this project, one busy core is half the machine."""
+    import os
+    import subprocess
+    import sys
+    import time
+
+    from mltrail.bench.matrix import wait_idle_cpu
+
+    cores = os.cpu_count() or 1
+    # Busy enough to pass the 15% threshold on any machine: every core for 2 s.
+    burn = "import time\nt = time.monotonic() + 2.0\nwhile time.monotonic() < t: pass"
+    burners = [subprocess.Popen([sys.executable, "-c", burn]) for _ in range(cores)]
+    try:
+        time.sleep(0.3)
+        started = time.monotonic()
+        assert wait_idle_cpu(window_s=0.25, timeout_s=0.8) is False  # still burning: gives up
+        assert time.monotonic() - started >= 0.75
+        for proc in burners:
+            proc.wait(timeout=10)
+        # Quiet once they are gone; a machine busy with other work may need a few windows.
+        assert wait_idle_cpu(max_busy=0.6, window_s=0.25, timeout_s=10) is True
+    finally:
+        for proc in burners:
+            proc.kill()
+            proc.wait()

@@ -322,6 +322,38 @@ def wait_quiet(run_dir: Path | None = None, timeout_s: float = 120) -> None:
         time.sleep(0.1)
 
 
+def _cpu_times() -> tuple[int, int] | None:
+    """(idle, total) jiffies of all CPUs since boot (Linux /proc/stat), or None elsewhere."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return None
+    return fields[3] + fields[4], sum(fields[:8])  # idle + iowait; user .. steal
+
+
+def wait_idle_cpu(max_busy: float = 0.15, window_s: float = 0.5, timeout_s: float = 30) -> bool:
+    """Wait until the machine's CPUs were at most ``max_busy`` busy over ``window_s``; False
+    when ``timeout_s`` passed first (or /proc/stat is not there).
+
+    :func:`wait_quiet` waits for the processes a cell is known to leave; this catches the rest
+    (an interpreter's atexit work, a database's checkpoint, a child started by a tool): on a
+    2-core machine anything still running when the next cell starts is charged to that cell.
+    Each cell then starts from the same quiet machine, as a user's single training would.
+    """
+    deadline = time.monotonic() + timeout_s
+    before = _cpu_times()
+    while before is not None and time.monotonic() < deadline:
+        time.sleep(window_s)
+        after = _cpu_times()
+        if after is None:
+            return False
+        idle, total = after[0] - before[0], after[1] - before[1]
+        if total > 0 and 1 - idle / total <= max_busy:
+            return True
+        before = after
+    return False
+
+
 def run_bench(
     params: Params,
     bench: BenchParams,
