@@ -172,6 +172,10 @@ class ServeSettingsBase(_Declared):
     """Seconds an idle keep-alive connection stays open after a response."""
     max_connections: int = Field(default=1000, gt=0)
     """Open connections (or requests in flight) beyond which a request gets 503."""
+    graceful_shutdown_s: int = Field(default=30, gt=0)
+    """Seconds a stopping server (SIGTERM) gives the requests in flight before closing their
+    connections; the telemetry drain (`telemetry.shutdown_timeout_s`) follows. A platform's
+    grace period must cover both (deploy/k8s/base/server.yaml)."""
     pointer_file: Annotated[str | None, PATH] = None
     """A JSON file `{"text": ..., "image": ...}`; when it changes the server reloads."""
     alias_poll_s: float = 5.0

@@ -23,7 +23,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from mltrail.settings import TelemetrySettings
+from mltrail.settings import ServeSettingsBase, TelemetrySettings
 from tests.conftest import free_port
 from tests.release.containers import (
     REPO,
@@ -106,14 +106,12 @@ def test_the_validation_would_catch_a_mistake(rendered: list[Doc]) -> None:
         kubernetes_validate.validate(server, KUBERNETES, strict=True)
 
 
-def _uvicorn_graceful_s() -> float:
-    """The server's graceful-shutdown timeout, as src/mltrail/cli/serve.py passes it."""
-    found = re.search(
-        r"timeout_graceful_shutdown=(\d+)",
-        (REPO / "src" / "mltrail" / "cli" / "serve.py").read_text(),
-    )
-    assert found, "timeout_graceful_shutdown is no longer set in cli/serve.py"
-    return float(found[1])
+def _graceful_s(container: Doc) -> float:
+    """The server's graceful-shutdown timeout in this container: its MLTRAIL_GRACEFUL_SHUTDOWN_S,
+    else the declared default (src/mltrail/settings.py, which cli/serve.py gives uvicorn)."""
+    env = {e["name"]: e.get("value") for e in container.get("env", [])}
+    declared = ServeSettingsBase.model_fields["graceful_shutdown_s"].default
+    return float(env.get("MLTRAIL_GRACEFUL_SHUTDOWN_S") or declared)
 
 
 def test_the_server_deployment(rendered: list[Doc]) -> None:
@@ -147,7 +145,7 @@ def test_the_server_deployment(rendered: list[Doc]) -> None:
     # The grace period covers preStop, the graceful shutdown and the telemetry drain.
     pre_stop = container["lifecycle"]["preStop"]["exec"]["command"]
     assert pre_stop[0] == "sleep"
-    needed = float(pre_stop[1]) + _uvicorn_graceful_s() + TelemetrySettings().shutdown_timeout_s
+    needed = float(pre_stop[1]) + _graceful_s(container) + TelemetrySettings().shutdown_timeout_s
     assert pod["terminationGracePeriodSeconds"] >= needed + 5
     for kind in ("requests", "limits"):
         assert {"cpu", "memory"} <= set(container["resources"][kind])

@@ -56,7 +56,7 @@ def cmd_serve(args: ServeArgs) -> int:
         timeout_keep_alive=settings.keep_alive_s,
         limit_concurrency=settings.max_connections,
         access_log=False,  # per-request lines cost throughput; /metrics and telemetry count them
-        timeout_graceful_shutdown=30,
+        timeout_graceful_shutdown=settings.graceful_shutdown_s,
         log_level="info",
     )
     return 0
