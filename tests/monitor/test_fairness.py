@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from mltrail.config import MonitorParams
 from mltrail.monitor.policy import Check, check_window
@@ -90,6 +91,16 @@ def test_a_gap_put_into_one_group_s_feedback_is_a_warning(
     html = paths["html"].read_text()
     assert "Live accuracy per group" in html and "Fisher" in html
     assert '"gap"' in paths["json"].read_text()
+    # So do Prometheus's gauges, which MltrailGroupAccuracyGap alerts on.
+    prom = {
+        (sample.name, sample.labels.get("group", "")): sample.value
+        for family in text_string_to_metric_families(paths["prom"].read_text())
+        for sample in family.samples
+    }
+    assert prom[("mltrail_monitor_fairness_decision", "")] == 1
+    assert prom[("mltrail_monitor_group_accuracy_gap", "")] == pytest.approx(fairness["gap"])
+    for group, value in accuracy.items():
+        assert prom[("mltrail_monitor_group_live_accuracy", group)] == pytest.approx(value)
 
 
 def test_groups_drawn_at_random_are_ok(trained: TrainedText, tmp_path: Path) -> None:

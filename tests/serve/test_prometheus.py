@@ -72,7 +72,7 @@ def test_the_shipped_config_and_rules_are_valid_and_their_unit_tests_pass() -> N
     assert alerts == fired == {
         "MltrailReplicaDown", "MltrailLatencySLO", "MltrailHigh5xxRate",
         "MltrailTelemetryDropped", "MltrailTelemetryPending", "MltrailRetrainDecision",
-        "MltrailMonitorStale",
+        "MltrailMonitorStale", "MltrailGroupAccuracyGap",
     }  # fmt: skip
 
 
@@ -254,3 +254,43 @@ def test_a_real_prometheus_fires_the_latency_and_replica_alerts(
         slow.stop()
         if plain.proc.poll() is None:
             plain.stop()
+
+
+def test_monitor_prom_holds_each_groups_accuracy_and_the_gap(tmp_path: Path) -> None:
+    from mltrail.monitor.fairness import GroupAccuracy, GroupCheck
+
+    groups = [
+        GroupAccuracy("a", 100, 90, True),
+        GroupAccuracy("b", 100, 60, True),
+        GroupAccuracy("c", 5, 5, False),  # too few labels to be tested, still shown
+    ]
+    fairness = GroupCheck(groups, without_group=7, max_gap=0.1, min_labelled=30, level="warn")
+    fairness.gap, fairness.best, fairness.worst, fairness.p_value = 0.3, "a", "b", 2e-6
+    check = a_check()
+    check.fairness = fairness.as_dict()
+    path = tmp_path / "monitor.prom"
+    write_prom(check, "text", path)
+    text = path.read_text()
+    lint = promtool("check", "metrics", stdin=text)
+    assert lint.returncode == 0 and not (lint.stdout + lint.stderr).strip(), lint.stdout
+    samples = {
+        (s.name, s.labels.get("group", "")): s.value
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name.startswith(("mltrail_monitor_group", "mltrail_monitor_fairness"))
+    }
+    assert samples == {
+        ("mltrail_monitor_group_live_accuracy", "a"): 0.9,
+        ("mltrail_monitor_group_live_accuracy", "b"): 0.6,
+        ("mltrail_monitor_group_live_accuracy", "c"): 1.0,
+        ("mltrail_monitor_group_labelled", "a"): 100,
+        ("mltrail_monitor_group_labelled", "b"): 100,
+        ("mltrail_monitor_group_labelled", "c"): 5,
+        ("mltrail_monitor_group_accuracy_gap", ""): 0.3,
+        ("mltrail_monitor_group_gap_p_value", ""): 2e-6,
+        ("mltrail_monitor_fairness_decision", ""): 1,
+    }
+    # A window where no labelled prediction named a group: no group gauges at all.
+    write_prom(a_check(), "text", path)
+    assert "mltrail_monitor_group" not in path.read_text()
+    assert "mltrail_monitor_fairness" not in path.read_text()

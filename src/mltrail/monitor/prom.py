@@ -11,6 +11,7 @@ metrics`` checks them: base units (seconds), no ``quantile`` label outside a sum
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Gauge, write_to_textfile
 
@@ -72,7 +73,35 @@ def check_registry(check: Check, task: str) -> CollectorRegistry:
         statistic.labels(**which).set(t.statistic)
         p_value.labels(**which).set(t.p_value)
         drifted.labels(**which).set(float(t.drifted))
+    _fairness_gauges(gauges, check.fairness)
     return registry
+
+
+def _fairness_gauges(gauges: _Gauges, fairness: dict[str, Any]) -> None:
+    """Live accuracy per group (:mod:`mltrail.monitor.fairness`), when the window had labelled
+    predictions that named one; the gap and its level for an alert of its own (a gap between
+    groups is a warning, never a retrain decision, so MltrailRetrainDecision would not fire)."""
+    if not fairness:
+        return
+    groups = fairness.get("groups", [])
+    accuracy = gauges("group_live_accuracy", "live accuracy of one group's predictions", "group")
+    labelled = gauges("group_labelled", "labelled predictions of one group", "group")
+    for g in groups:
+        accuracy.labels(**gauges.labels, group=g["group"]).set(g["accuracy"])
+        labelled.labels(**gauges.labels, group=g["group"]).set(g["labelled"])
+    gauges.set(
+        "group_accuracy_gap",
+        "best minus worst live accuracy of the tested groups",
+        fairness.get("gap"),
+    )
+    gauges.set(
+        "group_gap_p_value", "Fisher's exact test, best vs worst group", fairness.get("p_value")
+    )
+    gauges.set(
+        "fairness_decision",
+        "the per-group accuracy check's level: 0 ok, 1 warn",
+        LEVELS.index(fairness.get("level", "ok")),
+    )
 
 
 def write_prom(check: Check, task: str, path: Path) -> None:
