@@ -43,3 +43,62 @@ def test_a_group_is_stored_with_its_predictions_and_a_bad_one_is_refused(
     other = plain.json()["predictions"][0]["prediction_id"]
     stored = {p.prediction_id: p.group_name for p in read_window(store).predictions}
     assert stored == {ids[0]: "fr-CA", ids[1]: "fr-CA", other: None}
+
+
+def test_an_image_group_comes_in_each_encoding_and_a_bad_one_is_refused(
+    model_dirs: dict[str, Path], tmp_path: Path
+) -> None:
+    """JSON's `group`, the form field `group`, the query's `?group=` for a raw upload: each
+    stored with its predictions, each checked as the text endpoint checks it."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    png = io.BytesIO()
+    Image.fromarray(np.full((32, 32, 3), 120, dtype=np.uint8)).save(png, format="PNG")
+    pixels = np.full((32, 32, 3), 0.4).tolist()
+    store = tmp_path / "t.db"
+    telemetry = {"sqlite_path": str(store), "spill_dir": str(tmp_path / "s")}
+    server = start_server(tmp_path / "server", model_dirs, telemetry=telemetry)
+    try:
+        with server.client() as c:
+            sent = {
+                "json": c.post("/predict/image", json={"image": pixels, "group": "north"}),
+                "form": c.post(
+                    "/predict/image",
+                    files=[("file", ("a.png", png.getvalue(), "image/png"))] * 2,
+                    data={"group": "south"},
+                ),
+                "raw": c.post(
+                    "/predict/image?group=east",
+                    content=png.getvalue(),
+                    headers={"content-type": "image/png"},
+                ),
+                "none": c.post("/predict/image", json={"image": pixels}),
+            }
+            bad = {
+                "blank json": c.post("/predict/image", json={"image": pixels, "group": " "}),
+                "long form": c.post(
+                    "/predict/image",
+                    files=[("file", ("a.png", png.getvalue(), "image/png"))],
+                    data={"group": "g" * 65},
+                ),
+                "query with json": c.post("/predict/image?group=x", json={"image": pixels}),
+            }
+    finally:
+        server.stop()
+    assert all(r.status_code == 200 for r in sent.values()), {k: r.text for k, r in sent.items()}
+    assert bad["blank json"].status_code == 422 and "group is blank" in bad["blank json"].text
+    long = bad["long form"]
+    assert long.status_code == 422 and "at most 64 characters" in long.text
+    assert '"form"' in long.text and '"group"' in long.text  # where the bad value was
+    query = bad["query with json"]
+    assert query.status_code == 422 and "the body's `group`" in query.text
+    want = {"json": "north", "form": "south", "raw": "east", "none": None}
+    expected = {
+        p["prediction_id"]: want[how] for how, r in sent.items() for p in r.json()["predictions"]
+    }
+    assert len(expected) == 5  # the form sent two images
+    stored = {p.prediction_id: p.group_name for p in read_window(str(store)).predictions}
+    assert stored == expected

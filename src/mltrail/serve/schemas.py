@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, TypeAdapter, field_validator
 
 if TYPE_CHECKING:
     from fastapi import Request
@@ -39,10 +39,25 @@ def _valid_unicode(value: str) -> str:
 
 Text = Annotated[str, AfterValidator(_valid_unicode)]
 """A string the stores can write: every text field of a request is one."""
+
+
+def _group_not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("group is blank: give a group name or leave `group` out")
+    return value
+
+
 Group = Annotated[
-    str, Field(min_length=1, max_length=MAX_GROUP_CHARS), AfterValidator(_valid_unicode)
+    str,
+    Field(min_length=1, max_length=MAX_GROUP_CHARS),
+    AfterValidator(_valid_unicode),
+    AfterValidator(_group_not_blank),
 ]
 """A group name: bounded here, as a string (its own constraint error), not as the optional."""
+GROUP = TypeAdapter(Group)
+"""The same checks for a group given outside a JSON body (a form field, a query parameter)."""
+GROUP_DOC = """The group the input(s) belong to (e.g. a language or a region), kept with each
+prediction in telemetry: the monitor measures live accuracy per group from feedback."""
 
 
 class TextRequest(_Body):
@@ -54,16 +69,7 @@ class TextRequest(_Body):
     """Also return the probability of every class."""
     explain: bool = False
     """Also return the terms that drove each prediction (TF-IDF weight x coefficient)."""
-    group: Group | None = None
-    """The group the input(s) belong to (e.g. a language or a region), kept with each
-    prediction in telemetry: the monitor measures live accuracy per group from feedback."""
-
-    @field_validator("group")
-    @classmethod
-    def _group_not_blank(cls, value: str | None) -> str | None:
-        if value is not None and not value.strip():
-            raise ValueError("group is blank: give a group name or leave `group` out")
-        return value
+    group: Group | None = Field(default=None, description=GROUP_DOC)
 
     @field_validator("text")
     @classmethod
@@ -98,6 +104,7 @@ class ImageRequest(_Body):
     image: Image | None = None
     images: list[Image] | None = Field(default=None, min_length=1)
     probabilities: bool = False
+    group: Group | None = Field(default=None, description=GROUP_DOC)
 
     def items(self) -> list[Image]:
         if (self.image is None) == (self.images is None):

@@ -13,10 +13,10 @@ import logging
 import random
 import time
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import ORJSONResponse, Response
 from numpy.typing import NDArray
@@ -43,7 +43,9 @@ IMAGE_BODY = {
             "schema": {
                 "type": "object",
                 "properties": {
-                    "file": {"type": "array", "items": {"type": "string", "format": "binary"}}
+                    "file": {"type": "array", "items": {"type": "string", "format": "binary"}},
+                    "probabilities": {"type": "boolean"},
+                    "group": {"type": "string", "maxLength": schemas.MAX_GROUP_CHARS},
                 },
                 "required": ["file"],
             }
@@ -53,6 +55,14 @@ IMAGE_BODY = {
     },
 }
 """The image route reads its body itself (three encodings); this is what OpenAPI shows."""
+
+GROUP_WHERE = (
+    "with JSON, the body's `group`; with multipart/form-data, the form field `group`; with a "
+    "raw image/png or image/jpeg body, the query parameter `?group=`"
+)
+_RAW = object()
+"""What :func:`_read_images` gives as the group of a raw upload: the query holds it."""
+
 
 router = APIRouter(tags=["predict"], dependencies=[API_KEY])
 
@@ -100,17 +110,48 @@ async def predict_text(
     openapi_extra={"requestBody": IMAGE_BODY},
 )
 async def predict_image(
-    request: Request, state: StateDep, settings: SettingsDep, models: ModelsDep
+    request: Request,
+    state: StateDep,
+    settings: SettingsDep,
+    models: ModelsDep,
+    group: Annotated[
+        str | None,
+        Query(
+            description="The group of a raw image/png or image/jpeg upload (" + GROUP_WHERE + ")"
+        ),
+    ] = None,
 ) -> Response:
-    images, want_probs = await _read_images(request, settings)
+    images, want_probs, given = await _read_images(request, settings)
+    if group is not None and given is not _RAW:
+        raise HTTPException(422, f"`group` in the query is for raw uploads: {GROUP_WHERE}")
+    group = _group(group, "query") if given is _RAW else given
     _check_batch(len(images), settings.max_batch)
     model = models.serving("image")
     started = time.perf_counter()
     probs, profiles = await run_in_threadpool(model.predict, images)
     inference_ms = (time.perf_counter() - started) * 1000
     return _answer(
-        state, model, IMAGE_ENDPOINT, probs, profiles, inference_ms, want_probs, inputs=images
+        state,
+        model,
+        IMAGE_ENDPOINT,
+        probs,
+        profiles,
+        inference_ms,
+        want_probs,
+        inputs=images,
+        group=group,
     )
+
+
+def _group(value: str | None, where: str) -> str | None:
+    """A group given outside a JSON body, checked as the body's field is (422 otherwise)."""
+    if value is None:
+        return None
+    try:
+        return schemas.GROUP.validate_python(value)
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise HTTPException(422, [{**e, "loc": [where, "group"]} for e in errors]) from None
 
 
 def _items(body: schemas.TextRequest | schemas.ImageRequest) -> list[Any]:
@@ -200,8 +241,10 @@ def _encode_input(item: Any) -> str:
     return base64.b64encode(pixels.tobytes()).decode()
 
 
-async def _read_images(request: Request, settings: ServeSettings) -> tuple[Any, bool]:
-    """N x 3 x 32 x 32 float32 in [0, 1] from JSON arrays, a multipart upload or a raw image."""
+async def _read_images(request: Request, settings: ServeSettings) -> tuple[Any, bool, Any]:
+    """N x 3 x 32 x 32 float32 in [0, 1] from JSON arrays, a multipart upload or a raw image;
+    whether probabilities were asked for; the group given with them (``_RAW``: a raw upload,
+    whose group is in the query)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if kind == "application/json":
         try:
@@ -219,7 +262,7 @@ async def _read_images(request: Request, settings: ServeSettings) -> tuple[Any, 
         arrays = _to_unit_range(arrays)
         if settings.log_inputs:
             log.info("predict/image inputs: %s", arrays.tolist())
-        return np.ascontiguousarray(arrays.transpose(0, 3, 1, 2)), body.probabilities
+        return np.ascontiguousarray(arrays.transpose(0, 3, 1, 2)), body.probabilities, body.group
     if kind == "multipart/form-data":
         form = await request.form()
         files = form.getlist("file")
@@ -231,9 +274,12 @@ async def _read_images(request: Request, settings: ServeSettings) -> tuple[Any, 
                 raise HTTPException(422, "the form field `file` must hold files, not text")
             blobs.append(await item.read())
         want = str(form.get("probabilities", "false")).lower() == "true"
-        return np.stack([_decode(b) for b in blobs]), want
+        group = form.get("group")
+        if group is not None and not isinstance(group, str):
+            raise HTTPException(422, "the form field `group` must hold text, not a file")
+        return np.stack([_decode(b) for b in blobs]), want, _group(group, "form")
     if kind in IMAGE_TYPES:
-        return _decode(await request.body())[None], False
+        return _decode(await request.body())[None], False, _RAW
     raise HTTPException(
         415,
         f"content type {kind or '(none)'} is not accepted: send application/json (arrays), "
