@@ -94,6 +94,17 @@ def set_params(project: Path, **sections: dict[str, object]) -> None:
     update(project, sections)
 
 
+def train_text_args(tracker: str, data: Path, out: Path, journal: Path, *sets: str) -> list[str]:
+    """``mltrail train text`` as the team tests run it: tracked runs whose journal is ``journal``
+    and that wait for their export (the run must be in the tracker when the process exits);
+    ``sets``: more ``--set`` overrides."""
+    return [
+        "train", "text", "--tracker", tracker, "--data", str(data), "--out", str(out),
+        "--params", str(PARAMS), "--set", f"tracking.journal_dir={journal}",
+        "--set", "tracking.wait=true", *(a for s in sets for a in ("--set", s)),
+    ]  # fmt: skip
+
+
 def wait_until_ready(
     url: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90
 ) -> None:

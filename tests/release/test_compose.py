@@ -32,7 +32,7 @@ import pytest
 import yaml
 
 from mltrail.contracts.manifest import Manifest
-from tests.conftest import PARAMS, free_port, shared_datasets
+from tests.conftest import PARAMS, free_port, shared_datasets, train_text_args
 from tests.release.containers import (
     CONTAINERS_CONF,
     REPO,
@@ -304,22 +304,7 @@ def test_the_stack_trains_promotes_serves_and_records(stack: Stack, tmp_path: Pa
         cwd=tmp_path,
     )
     _mltrail(
-        "train",
-        "text",
-        "--tracker",
-        tracker,
-        "--data",
-        str(data),
-        "--out",
-        str(model),
-        "--params",
-        str(PARAMS),
-        "--set",
-        f"tracking.journal_dir={tmp_path / 'journal'}",
-        "--set",
-        "tracking.wait=true",
-        "--no-progress",
-        cwd=tmp_path,
+        *train_text_args(tracker, data, model, tmp_path / "journal"), "--no-progress", cwd=tmp_path
     )
     new = Manifest.read(model).model_version
     assert new not in seeded.values()

@@ -33,7 +33,7 @@ import httpx
 import pytest
 
 from mltrail.contracts.manifest import Manifest
-from tests.conftest import PARAMS, S3Bucket, free_port, fresh_database
+from tests.conftest import PARAMS, S3Bucket, free_port, fresh_database, train_text_args
 from tests.serve.conftest import API_KEY, Server, start_server
 from tests.serve.test_balancer import BALANCE, Balancer, lb_status
 from tests.tracking.test_s3_artifacts import S3TeamServer
@@ -126,24 +126,7 @@ def _mltrail(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def _train(tracker: str, data: Path, out: Path, work: Path, *sets: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
-        [
-            str(BIN / "mltrail"),
-            "train",
-            "text",
-            "--tracker",
-            tracker,
-            "--data",
-            str(data),
-            "--out",
-            str(out),
-            "--params",
-            str(PARAMS),
-            "--set",
-            f"tracking.journal_dir={work / 'journal'}",
-            "--set",
-            "tracking.wait=true",
-            *(a for s in sets for a in ("--set", s)),
-        ],
+        [str(BIN / "mltrail"), *train_text_args(tracker, data, out, work / "journal", *sets)],
         cwd=work,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
