@@ -60,8 +60,6 @@ GROUP_WHERE = (
     "with JSON, the body's `group`; with multipart/form-data, the form field `group`; with a "
     "raw image/png or image/jpeg body, the query parameter `?group=`"
 )
-_RAW = object()
-"""What :func:`_read_images` gives as the group of a raw upload: the query holds it."""
 
 
 router = APIRouter(tags=["predict"], dependencies=[API_KEY])
@@ -121,10 +119,7 @@ async def predict_image(
         ),
     ] = None,
 ) -> Response:
-    images, want_probs, given = await _read_images(request, settings)
-    if group is not None and given is not _RAW:
-        raise HTTPException(422, f"`group` in the query is for raw uploads: {GROUP_WHERE}")
-    group = _group(group, "query") if given is _RAW else given
+    images, want_probs, group = await _read_images(request, settings, group)
     _check_batch(len(images), settings.max_batch)
     model = models.serving("image")
     started = time.perf_counter()
@@ -241,50 +236,65 @@ def _encode_input(item: Any) -> str:
     return base64.b64encode(pixels.tobytes()).decode()
 
 
-async def _read_images(request: Request, settings: ServeSettings) -> tuple[Any, bool, Any]:
-    """N x 3 x 32 x 32 float32 in [0, 1] from JSON arrays, a multipart upload or a raw image;
-    whether probabilities were asked for; the group given with them (``_RAW``: a raw upload,
-    whose group is in the query)."""
+Images = tuple[Any, bool, str | None]
+"""N x 3 x 32 x 32 float32 in [0, 1]; whether probabilities were asked for; the group."""
+
+
+async def _read_images(
+    request: Request, settings: ServeSettings, query_group: str | None
+) -> Images:
+    """The images of a request as JSON arrays, a multipart upload or a raw image, with what
+    came with them (``query_group``: the query's group, which only a raw upload may carry)."""
     kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if kind == "application/json":
-        try:
-            body = schemas.ImageRequest.model_validate_json(await request.body())
-        except ValidationError as exc:
-            errors = exc.errors(include_url=False, include_context=False, include_input=False)
-            raise HTTPException(422, errors) from None
-        try:
-            arrays = np.asarray(_items(body), dtype=np.float32)
-        except ValueError:  # ragged nesting: rows or pixels of different lengths
-            arrays = np.zeros((0,), dtype=np.float32)
-        if arrays.ndim != 4 or arrays.shape[1:] != (32, 32, 3):
-            got = arrays.shape[1:] if arrays.ndim > 1 else "ragged or empty arrays"
-            raise HTTPException(422, f"images must be 32 x 32 x 3 (height, width, RGB); got {got}")
-        arrays = _to_unit_range(arrays)
-        if settings.log_inputs:
-            log.info("predict/image inputs: %s", arrays.tolist())
-        return np.ascontiguousarray(arrays.transpose(0, 3, 1, 2)), body.probabilities, body.group
-    if kind == "multipart/form-data":
-        form = await request.form()
-        files = form.getlist("file")
-        if not files:
-            raise HTTPException(422, "upload one or more images in the form field `file`")
-        blobs = []
-        for item in files:
-            if isinstance(item, str):
-                raise HTTPException(422, "the form field `file` must hold files, not text")
-            blobs.append(await item.read())
-        want = str(form.get("probabilities", "false")).lower() == "true"
-        group = form.get("group")
-        if group is not None and not isinstance(group, str):
-            raise HTTPException(422, "the form field `group` must hold text, not a file")
-        return np.stack([_decode(b) for b in blobs]), want, _group(group, "form")
     if kind in IMAGE_TYPES:
-        return _decode(await request.body())[None], False, _RAW
-    raise HTTPException(
-        415,
-        f"content type {kind or '(none)'} is not accepted: send application/json (arrays), "
-        "multipart/form-data (field `file`), image/png or image/jpeg",
-    )
+        return _decode(await request.body())[None], False, _group(query_group, "query")
+    if kind not in ("application/json", "multipart/form-data"):
+        raise HTTPException(
+            415,
+            f"content type {kind or '(none)'} is not accepted: send application/json (arrays), "
+            "multipart/form-data (field `file`), image/png or image/jpeg",
+        )
+    if query_group is not None:
+        raise HTTPException(422, f"`group` in the query is for raw uploads: {GROUP_WHERE}")
+    if kind == "application/json":
+        return await _read_json_images(request, settings)
+    return await _read_form_images(request)
+
+
+async def _read_json_images(request: Request, settings: ServeSettings) -> Images:
+    try:
+        body = schemas.ImageRequest.model_validate_json(await request.body())
+    except ValidationError as exc:
+        errors = exc.errors(include_url=False, include_context=False, include_input=False)
+        raise HTTPException(422, errors) from None
+    try:
+        arrays = np.asarray(_items(body), dtype=np.float32)
+    except ValueError:  # ragged nesting: rows or pixels of different lengths
+        arrays = np.zeros((0,), dtype=np.float32)
+    if arrays.ndim != 4 or arrays.shape[1:] != (32, 32, 3):
+        got = arrays.shape[1:] if arrays.ndim > 1 else "ragged or empty arrays"
+        raise HTTPException(422, f"images must be 32 x 32 x 3 (height, width, RGB); got {got}")
+    arrays = _to_unit_range(arrays)
+    if settings.log_inputs:
+        log.info("predict/image inputs: %s", arrays.tolist())
+    return np.ascontiguousarray(arrays.transpose(0, 3, 1, 2)), body.probabilities, body.group
+
+
+async def _read_form_images(request: Request) -> Images:
+    form = await request.form()
+    files = form.getlist("file")
+    if not files:
+        raise HTTPException(422, "upload one or more images in the form field `file`")
+    blobs = []
+    for item in files:
+        if isinstance(item, str):
+            raise HTTPException(422, "the form field `file` must hold files, not text")
+        blobs.append(await item.read())
+    want = str(form.get("probabilities", "false")).lower() == "true"
+    group = form.get("group")
+    if group is not None and not isinstance(group, str):
+        raise HTTPException(422, "the form field `group` must hold text, not a file")
+    return np.stack([_decode(b) for b in blobs]), want, _group(group, "form")
 
 
 def _to_unit_range(arrays: NDArray[np.float32]) -> NDArray[np.float32]:
