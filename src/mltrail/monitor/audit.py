@@ -102,10 +102,14 @@ def serving_records(versions: list[VersionLatency]) -> list[TimingRecord]:
     ]
 
 
-def read_history(path: Path, task: str | None = None) -> list[dict[str, Any]]:
+def read_history(
+    path: Path, task: str | None = None, tail_bytes: int | None = None
+) -> list[dict[str, Any]]:
     """The promotions in ``releases/history.jsonl`` (of ``task``), oldest first; ``[]`` when
-    there is none. A line that is not JSON (a write cut short) is skipped."""
-    found = [r for r in read_json_lines(path) if task is None or r.get("task") == task]
+    there is none. A line that is not JSON (a write cut short) is skipped. ``tail_bytes``:
+    only the newest, read from the file's end (:func:`mltrail.fsio.read_json_lines`)."""
+    records = read_json_lines(path, tail_bytes)
+    found = [r for r in records if task is None or r.get("task") == task]
     return sorted(found, key=lambda r: float(r.get("time", 0.0)))
 
 

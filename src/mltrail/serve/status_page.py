@@ -23,7 +23,12 @@ from mltrail.contracts.tasks import kind_spec
 from mltrail.errors import MltrailError
 from mltrail.fsio import read_json_lines
 from mltrail.models.loading import LoadedModel
-from mltrail.monitor.audit import TimingRecord, serving_records, training_records
+from mltrail.monitor.audit import (
+    TimingRecord,
+    read_history,
+    serving_records,
+    training_records,
+)
 from mltrail.monitor.report import DECISIONS
 from mltrail.serve import svg
 from mltrail.serve.settings import ServeSettings
@@ -125,9 +130,8 @@ def model_view(
         tracker_runs(manifest, settings.mlflow_ui_url),
         None,
     )
-    tail = read_json_lines(history_path(settings), tail_bytes=TAIL_BYTES)
-    promotions = [r for r in tail if r.get("task") == manifest.task]
-    view.promotions = sorted(promotions, key=lambda r: float(r.get("time", 0.0)))[-SHOWN:]
+    history = read_history(history_path(settings), manifest.task, tail_bytes=TAIL_BYTES)
+    view.promotions = history[-SHOWN:]
     view.decisions = decisions_of(Path(settings.monitor_dir), manifest.task)
     view.timings = training_records(manifest)
     # Training times of the versions promoted before (their release folders' manifests).
